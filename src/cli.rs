@@ -1,0 +1,296 @@
+//! Arguments and environment → [`Config`].
+//!
+//! The interface is tini's, so that switching an image from tini is a change of one path, plus
+//! dumb-init's `-r` and oominit's own long options. Like tini (getopt with a leading `+`), options
+//! end at the first non-option word: `oominit sh -c 'exit 3'` runs `sh -c 'exit 3'` even without `--`.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use lexopt::prelude::*;
+
+use crate::signals;
+
+pub const HELP: &str = "\
+oominit - a PID-1 init for containers that tells the truth about out-of-memory kills
+
+Usage: oominit [OPTIONS] [--] COMMAND [ARG...]
+
+Runs COMMAND, reaps zombies, forwards signals to it and exits with its exit code
+(128+N when it died of signal N).
+
+Options:
+  -s, --subreaper          register as a child subreaper (automatic when not PID 1)
+  -g                       send forwarded signals to the child's whole process group
+  -e, --remap-exit CODE    exit 0 when the child exits with CODE (repeatable)
+  -p, --pdeath SIGNAL      have SIGNAL sent to oominit (and forwarded) when its parent dies
+  -r, --rewrite FROM:TO    forward signal FROM as TO; TO 0 drops FROM (repeatable)
+      --grace DURATION     after COMMAND exits, SIGTERM the remaining processes, wait up to
+                           DURATION (5s, 500ms, 1m) for them, then SIGKILL what is left
+  -v, --verbose            more diagnostics on stderr (repeat for more)
+  -V, --version            print the version and exit
+  -h, --help               print this help and exit
+
+Environment (the TINI_ names are honoured too):
+  OOMINIT_SUBREAPER, OOMINIT_KILL_PROCESS_GROUP, OOMINIT_VERBOSITY=N
+
+Exit codes: COMMAND's own; 128+N if it died of signal N; 127 command not found;
+126 command not executable; 2 usage error; 125 oominit itself failed.
+";
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Action {
+    Run(Config),
+    Help,
+    Version,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub command: Vec<OsString>,
+    pub subreaper: bool,
+    pub kill_group: bool,
+    pub remap_to_zero: Vec<i32>,
+    pub pdeath_signal: Option<i32>,
+    /// (from, to) pairs; `to == 0` drops the signal.
+    pub rewrites: Vec<(i32, i32)>,
+    pub grace: Option<Duration>,
+    pub verbosity: u32,
+}
+
+impl Config {
+    /// The signal to forward in place of `signo`, or `None` to drop it.
+    pub fn rewrite(&self, signo: i32) -> Option<i32> {
+        match self.rewrites.iter().rev().find(|(from, _)| *from == signo) {
+            Some(&(_, 0)) => None,
+            Some(&(_, to)) => Some(to),
+            None => Some(signo),
+        }
+    }
+}
+
+/// Parse arguments (without argv\[0\]) and the environment, through `env` so tests need not touch
+/// the process's own.
+pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Result<Action, String> {
+    let flag = |names: &[&str]| -> Result<bool, String> {
+        names
+            .iter()
+            .filter_map(|n| env(n).map(|v| (n, v)))
+            .try_fold(false, |acc, (n, v)| {
+                env_bool(&v)
+                    .map(|b| acc || b)
+                    .ok_or_else(|| format!("{n}={v:?} is not a boolean (use 1 or 0)"))
+            })
+    };
+    let mut cfg = Config {
+        command: Vec::new(),
+        subreaper: flag(&["OOMINIT_SUBREAPER", "TINI_SUBREAPER"])?,
+        kill_group: flag(&["OOMINIT_KILL_PROCESS_GROUP", "TINI_KILL_PROCESS_GROUP"])?,
+        remap_to_zero: Vec::new(),
+        pdeath_signal: None,
+        rewrites: Vec::new(),
+        grace: None,
+        verbosity: 0,
+    };
+    for name in ["OOMINIT_VERBOSITY", "TINI_VERBOSITY"] {
+        if let Some(v) = env(name) {
+            cfg.verbosity = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("{name}={v:?} is not a number"))?;
+            break;
+        }
+    }
+
+    let mut p = lexopt::Parser::from_args(args);
+    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+        match arg {
+            Short('s') | Long("subreaper") => cfg.subreaper = true,
+            Short('g') => cfg.kill_group = true,
+            Short('v') | Long("verbose") => cfg.verbosity += 1,
+            Short('h') | Long("help") => return Ok(Action::Help),
+            Short('V') | Long("version") => return Ok(Action::Version),
+            Short('e') | Long("remap-exit") => {
+                let v = value(&mut p)?;
+                let code: u8 = v
+                    .parse()
+                    .map_err(|_| format!("-e: '{v}' is not an exit code (0-255)"))?;
+                cfg.remap_to_zero.push(i32::from(code));
+            }
+            Short('p') | Long("pdeath") => {
+                let v = value(&mut p)?;
+                cfg.pdeath_signal =
+                    Some(signals::parse(&v, false).map_err(|e| format!("-p: {e}"))?);
+            }
+            Short('r') | Long("rewrite") => {
+                let v = value(&mut p)?;
+                let (from, to) = v
+                    .split_once(':')
+                    .ok_or_else(|| format!("-r: '{v}' is not FROM:TO"))?;
+                let from = signals::parse(from, false).map_err(|e| format!("-r: {e}"))?;
+                let to = signals::parse(to, true).map_err(|e| format!("-r: {e}"))?;
+                cfg.rewrites.push((from, to));
+            }
+            Long("grace") => {
+                let v = value(&mut p)?;
+                cfg.grace = Some(parse_duration(&v).map_err(|e| format!("--grace: {e}"))?);
+            }
+            Value(first) => {
+                cfg.command.push(first);
+                cfg.command.extend(p.raw_args().map_err(|e| e.to_string())?);
+            }
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    if cfg.command.is_empty() {
+        return Err("no command given (usage: oominit [OPTIONS] -- COMMAND [ARG...])".into());
+    }
+    if cfg.command[0].is_empty() {
+        return Err("the command is an empty string".into());
+    }
+    Ok(Action::Run(cfg))
+}
+
+fn value(p: &mut lexopt::Parser) -> Result<String, String> {
+    let v = p.value().map_err(|e| e.to_string())?;
+    v.into_string()
+        .map_err(|v| format!("'{}' is not valid UTF-8", v.to_string_lossy()))
+}
+
+/// Unset is false; "", "0", "false", "no", "off" are false; "1", "true", "yes", "on" are true.
+/// tini only checks presence; anything else is rejected rather than guessed at.
+pub fn env_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "" | "0" | "false" | "no" | "off" => Some(false),
+        "1" | "true" | "yes" | "on" => Some(true),
+        _ => None,
+    }
+}
+
+/// "5s", "500ms", "1m", "2.5s", "10" (seconds). At most a day: a longer grace is a typo.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration like 5s or 500ms"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        _ => return Err(format!("'{text}': unknown unit '{unit}' (use ms, s or m)")),
+    };
+    if !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("'{text}' is out of range (0 to 24h)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, String> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        match parse(args.iter().map(OsString::from).collect(), &lookup)? {
+            Action::Run(c) => Ok(c),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    #[test]
+    fn tini_style_flags() {
+        let c = run(
+            &[
+                "-s", "-g", "-e", "3", "-e", "4", "-p", "SIGKILL", "-vv", "--", "x", "-s",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert!(c.subreaper && c.kill_group);
+        assert_eq!(c.remap_to_zero, vec![3, 4]);
+        assert_eq!(c.pdeath_signal, Some(9));
+        assert_eq!(c.verbosity, 2);
+        assert_eq!(c.command, vec![OsString::from("x"), OsString::from("-s")]);
+    }
+
+    #[test]
+    fn command_without_double_dash_keeps_its_own_flags() {
+        let c = run(&["-v", "sh", "-c", "exit 3"], &[]).unwrap();
+        assert_eq!(
+            c.command,
+            ["sh", "-c", "exit 3"].map(OsString::from).to_vec()
+        );
+        assert_eq!(c.verbosity, 1);
+    }
+
+    #[test]
+    fn rewrites_and_drops() {
+        let c = run(&["-r", "TERM:QUIT", "-r", "10:0", "--", "x"], &[]).unwrap();
+        assert_eq!(c.rewrite(15), Some(3));
+        assert_eq!(c.rewrite(10), None);
+        assert_eq!(c.rewrite(2), Some(2));
+    }
+
+    #[test]
+    fn environment() {
+        let c = run(
+            &["x"],
+            &[
+                ("TINI_SUBREAPER", "1"),
+                ("OOMINIT_KILL_PROCESS_GROUP", "yes"),
+                ("TINI_VERBOSITY", "3"),
+            ],
+        )
+        .unwrap();
+        assert!(c.subreaper && c.kill_group);
+        assert_eq!(c.verbosity, 3);
+        let c = run(&["x"], &[("OOMINIT_SUBREAPER", "0")]).unwrap();
+        assert!(!c.subreaper);
+        assert!(run(&["x"], &[("OOMINIT_SUBREAPER", "maybe")])
+            .unwrap_err()
+            .contains("OOMINIT_SUBREAPER"));
+        assert!(run(&["x"], &[("OOMINIT_VERBOSITY", "lots")]).is_err());
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        for (args, needle) in [
+            (&["--bogus", "x"][..], "--bogus"),
+            (&["-e"][..], "-e"),
+            (&["-e", "256", "x"][..], "0-255"),
+            (&["-p", "SIGNOPE", "x"][..], "SIGNOPE"),
+            (&["-r", "TERM", "x"][..], "FROM:TO"),
+            (&["-r", "TERM:FOO", "x"][..], "FOO"),
+            (&["--grace", "5y", "x"][..], "unit"),
+            (&[][..], "no command"),
+            (&["--"][..], "no command"),
+            (&["-v", "--"][..], "no command"),
+            (&["--", ""][..], "empty"),
+        ] {
+            let e = run(args, &[]).unwrap_err();
+            assert!(e.contains(needle), "{args:?}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "s", "-1s", "1..2s", "2d", "100000000s", "nan", "inf"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

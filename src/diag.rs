@@ -1,0 +1,33 @@
+//! Diagnostics on stderr, gated by `-v`: one line each, prefixed `oominit:`.
+//!
+//! A process-wide level rather than a parameter threaded everywhere: it is set once at start-up.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static LEVEL: AtomicU32 = AtomicU32::new(0);
+
+/// 0: errors only; 1 (`-v`): warnings; 2 (`-vv`): what oominit does; 3: every signal and reap.
+pub fn set_level(level: u32) {
+    LEVEL.store(level, Ordering::Relaxed);
+}
+
+pub fn enabled(level: u32) -> bool {
+    LEVEL.load(Ordering::Relaxed) >= level
+}
+
+/// Write one line in one write(2), so it does not interleave with the child's output mid-line.
+/// A closed or full stderr must not stop PID 1, so the result is dropped.
+pub fn line(args: std::fmt::Arguments<'_>) {
+    let text = format!("oominit: {args}\n");
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
+#[macro_export]
+macro_rules! diag {
+    ($level:expr, $($arg:tt)*) => {
+        if $crate::diag::enabled($level) {
+            $crate::diag::line(format_args!($($arg)*));
+        }
+    };
+}

@@ -1,0 +1,204 @@
+//! The event loop: one epoll set over the signalfd, the cgroup watch and, only while a `--grace`
+//! period runs, a timer. It blocks with no timeout, so an idle oominit never wakes.
+//!
+//! Each wake: forward signals to the child, hand cgroup events to the watcher, reap every zombie.
+//! When the main process has been reaped: exit at once (as tini does; as PID 1 the kernel then
+//! kills the rest of the namespace), or, with `--grace`, TERM the rest, wait, then KILL.
+
+use std::os::fd::BorrowedFd;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::libc::{self, pid_t};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::signalfd::SignalFd;
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+
+use crate::cli::Config;
+use crate::diag;
+use crate::error::{Context, Error};
+use crate::procfs;
+use crate::reap::{self, Status};
+use crate::signals;
+
+const SIGNALS: u64 = 0;
+const WATCH: u64 = 1;
+const GRACE: u64 = 2;
+
+/// What the loop reports to whoever watches the container alongside it (the cgroup watcher).
+pub trait Watcher {
+    /// A descriptor to wake on, if this watcher has one.
+    fn fd(&self) -> Option<BorrowedFd<'_>>;
+    /// The descriptor became readable.
+    fn on_wake(&mut self);
+    /// Processes were reaped (the main one is marked).
+    fn on_reap(&mut self, exits: &[(pid_t, Status)], main: pid_t);
+}
+
+/// A watcher that watches nothing.
+pub struct NoWatch;
+
+impl Watcher for NoWatch {
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+    fn on_wake(&mut self) {}
+    fn on_reap(&mut self, _: &[(pid_t, Status)], _: pid_t) {}
+}
+
+enum Phase {
+    Running,
+    /// Main is gone; the rest got SIGTERM and have until the timer fires.
+    Grace(TimerFd),
+    /// The grace ran out; what is left got SIGKILL.
+    Killing,
+}
+
+/// Run until the main process has been reaped (and, with `--grace`, until every other process
+/// has gone too); return how the main process ended.
+pub fn supervise(
+    cfg: &Config,
+    sigfd: &SignalFd,
+    main: pid_t,
+    watcher: &mut dyn Watcher,
+) -> Result<Status, Error> {
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).context("creating the epoll set")?;
+    epoll
+        .add(sigfd, EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS))
+        .context("watching the signalfd")?;
+    if let Some(fd) = watcher.fd() {
+        epoll
+            .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, WATCH))
+            .context("watching the cgroup")?;
+    }
+
+    let is_pid1 = std::process::id() == 1;
+    let mut phase = Phase::Running;
+    let mut main_status = None;
+    let mut events = [EpollEvent::empty(); 4];
+    loop {
+        let n = match epoll.wait(&mut events, EpollTimeout::NONE) {
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(Error::new("waiting for events", e)),
+        };
+        let mut reap_now = false;
+        for ev in &events[..n] {
+            match ev.data() {
+                SIGNALS => reap_now |= forward_signals(cfg, sigfd, main, main_status.is_some()),
+                WATCH => watcher.on_wake(),
+                GRACE => {
+                    if let Phase::Grace(timer) = &phase {
+                        let _ = timer.wait();
+                        diag!(
+                            1,
+                            "grace period over: sending SIGKILL to the remaining processes"
+                        );
+                        signal_rest(is_pid1, libc::SIGKILL);
+                        phase = Phase::Killing;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !reap_now {
+            continue;
+        }
+        let reaped = reap::reap_all();
+        for &(pid, status) in &reaped.exits {
+            diag!(3, "reaped {pid}: {status:?}");
+            if pid == main {
+                main_status = Some(status);
+            }
+        }
+        if !reaped.exits.is_empty() {
+            watcher.on_reap(&reaped.exits, main);
+        }
+        let Some(status) = main_status else { continue };
+        if !reaped.children_left {
+            return Ok(status);
+        }
+        match (&phase, cfg.grace) {
+            (Phase::Running, None) => return Ok(status),
+            (Phase::Running, Some(grace)) => {
+                diag!(
+                    2,
+                    "main process ended: SIGTERM to the remaining processes, {grace:?} to exit"
+                );
+                signal_rest(is_pid1, libc::SIGTERM);
+                let timer = arm_timer(grace)?;
+                epoll
+                    .add(&timer, EpollEvent::new(EpollFlags::EPOLLIN, GRACE))
+                    .context("watching the grace timer")?;
+                phase = Phase::Grace(timer);
+            }
+            // Processes forked after the last sweep have escaped it: sweep again while killing.
+            (Phase::Killing, _) => signal_rest(is_pid1, libc::SIGKILL),
+            (Phase::Grace(_), _) => {}
+        }
+    }
+}
+
+/// Drain the signalfd: forward each signal (rewritten as asked), and say whether SIGCHLD came.
+fn forward_signals(cfg: &Config, sigfd: &SignalFd, main: pid_t, main_gone: bool) -> bool {
+    let mut chld = false;
+    // SFD_NONBLOCK: read until EAGAIN, which nix reports as Ok(None).
+    while let Ok(Some(info)) = sigfd.read_signal() {
+        let signo = info.ssi_signo as i32;
+        if signo == libc::SIGCHLD {
+            chld = true;
+            continue;
+        }
+        if main_gone {
+            diag!(
+                2,
+                "{} received after the main process ended: not forwarded",
+                signals::name(signo)
+            );
+            continue;
+        }
+        let Some(to) = cfg.rewrite(signo) else {
+            diag!(3, "{} dropped (-r)", signals::name(signo));
+            continue;
+        };
+        let target = if cfg.kill_group { -main } else { main };
+        diag!(3, "forwarding {} to {target}", signals::name(to));
+        // ESRCH: the child is already gone and its SIGCHLD is on its way.
+        if let Err(e) = signals::send(target, to) {
+            if e != Errno::ESRCH {
+                diag!(1, "forwarding {} to {target}: {e}", signals::name(to));
+            }
+        }
+    }
+    chld
+}
+
+/// Signal every process left after the main one.
+fn signal_rest(is_pid1: bool, signo: i32) {
+    if is_pid1 {
+        // kill(-1) from a namespace's init reaches every process of the namespace but itself.
+        let _ = signals::send(-1, signo);
+    } else {
+        for pid in procfs::descendants(std::process::id() as pid_t) {
+            let _ = signals::send(pid, signo);
+        }
+    }
+}
+
+fn arm_timer(after: Duration) -> Result<TimerFd, Error> {
+    let timer = TimerFd::new(
+        ClockId::CLOCK_MONOTONIC,
+        TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK,
+    )
+    .context("creating the grace timer")?;
+    // A zero timespec would disarm the timer instead of firing it at once.
+    let after = after.max(Duration::from_nanos(1));
+    timer
+        .set(
+            Expiration::OneShot(TimeSpec::from_duration(after)),
+            TimerSetTimeFlags::empty(),
+        )
+        .context("arming the grace timer")?;
+    Ok(timer)
+}
