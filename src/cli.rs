@@ -74,14 +74,9 @@ impl Config {
 /// the process's own.
 pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Result<Action, String> {
     let flag = |names: &[&str]| -> Result<bool, String> {
-        names
-            .iter()
-            .filter_map(|n| env(n).map(|v| (n, v)))
-            .try_fold(false, |acc, (n, v)| {
-                env_bool(&v)
-                    .map(|b| acc || b)
-                    .ok_or_else(|| format!("{n}={v:?} is not a boolean (use 1 or 0)"))
-            })
+        names.iter().filter_map(|n| env(n).map(|v| (n, v))).try_fold(false, |acc, (n, v)| {
+            env_bool(&v).map(|b| acc || b).ok_or_else(|| format!("{n}={v:?} is not a boolean (use 1 or 0)"))
+        })
     };
     let mut cfg = Config {
         command: Vec::new(),
@@ -95,10 +90,7 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
     };
     for name in ["OOMINIT_VERBOSITY", "TINI_VERBOSITY"] {
         if let Some(v) = env(name) {
-            cfg.verbosity = v
-                .trim()
-                .parse()
-                .map_err(|_| format!("{name}={v:?} is not a number"))?;
+            cfg.verbosity = v.trim().parse().map_err(|_| format!("{name}={v:?} is not a number"))?;
             break;
         }
     }
@@ -113,21 +105,16 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
             Short('V') | Long("version") => return Ok(Action::Version),
             Short('e') | Long("remap-exit") => {
                 let v = value(&mut p)?;
-                let code: u8 = v
-                    .parse()
-                    .map_err(|_| format!("-e: '{v}' is not an exit code (0-255)"))?;
+                let code: u8 = v.parse().map_err(|_| format!("-e: '{v}' is not an exit code (0-255)"))?;
                 cfg.remap_to_zero.push(i32::from(code));
             }
             Short('p') | Long("pdeath") => {
                 let v = value(&mut p)?;
-                cfg.pdeath_signal =
-                    Some(signals::parse(&v, false).map_err(|e| format!("-p: {e}"))?);
+                cfg.pdeath_signal = Some(signals::parse(&v, false).map_err(|e| format!("-p: {e}"))?);
             }
             Short('r') | Long("rewrite") => {
                 let v = value(&mut p)?;
-                let (from, to) = v
-                    .split_once(':')
-                    .ok_or_else(|| format!("-r: '{v}' is not FROM:TO"))?;
+                let (from, to) = v.split_once(':').ok_or_else(|| format!("-r: '{v}' is not FROM:TO"))?;
                 let from = signals::parse(from, false).map_err(|e| format!("-r: {e}"))?;
                 let to = signals::parse(to, true).map_err(|e| format!("-r: {e}"))?;
                 cfg.rewrites.push((from, to));
@@ -154,8 +141,7 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
 
 fn value(p: &mut lexopt::Parser) -> Result<String, String> {
     let v = p.value().map_err(|e| e.to_string())?;
-    v.into_string()
-        .map_err(|v| format!("'{}' is not valid UTF-8", v.to_string_lossy()))
+    v.into_string().map_err(|v| format!("'{}' is not valid UTF-8", v.to_string_lossy()))
 }
 
 /// Unset is false; "", "0", "false", "no", "off" are false; "1", "true", "yes", "on" are true.
@@ -169,25 +155,32 @@ pub fn env_bool(v: &str) -> Option<bool> {
 }
 
 /// "5s", "500ms", "1m", "2.5s", "10" (seconds). At most a day: a longer grace is a typo.
+/// Integer arithmetic in milliseconds: a float parser would cost more of the binary than all this.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("'{text}' is not a duration like 5s or 500ms");
     let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration like 5s or 500ms"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" | "min" => n * 60.0,
+    let scale: u64 = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" | "min" => 60_000,
         _ => return Err(format!("'{text}': unknown unit '{unit}' (use ms, s or m)")),
     };
-    if !(0.0..=86_400.0).contains(&secs) {
+    let (whole, frac) = num.split_once('.').unwrap_or((num, ""));
+    if whole.is_empty() || frac.contains('.') || whole.len() > 9 {
+        return Err(bad());
+    }
+    let mut ms = whole.parse::<u64>().map_err(|_| bad())? * scale;
+    let mut place = scale;
+    for d in frac.bytes().take(9) {
+        place /= 10;
+        ms += u64::from(d - b'0') * place;
+    }
+    if ms > 86_400_000 {
         return Err(format!("'{text}' is out of range (0 to 24h)"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(Duration::from_millis(ms))
 }
 
 #[cfg(test)]
@@ -195,10 +188,7 @@ mod tests {
     use super::*;
 
     fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, String> {
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let lookup = move |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         match parse(args.iter().map(OsString::from).collect(), &lookup)? {
             Action::Run(c) => Ok(c),
@@ -208,13 +198,8 @@ mod tests {
 
     #[test]
     fn tini_style_flags() {
-        let c = run(
-            &[
-                "-s", "-g", "-e", "3", "-e", "4", "-p", "SIGKILL", "-vv", "--", "x", "-s",
-            ],
-            &[],
-        )
-        .unwrap();
+        let c =
+            run(&["-s", "-g", "-e", "3", "-e", "4", "-p", "SIGKILL", "-vv", "--", "x", "-s"], &[]).unwrap();
         assert!(c.subreaper && c.kill_group);
         assert_eq!(c.remap_to_zero, vec![3, 4]);
         assert_eq!(c.pdeath_signal, Some(9));
@@ -225,10 +210,7 @@ mod tests {
     #[test]
     fn command_without_double_dash_keeps_its_own_flags() {
         let c = run(&["-v", "sh", "-c", "exit 3"], &[]).unwrap();
-        assert_eq!(
-            c.command,
-            ["sh", "-c", "exit 3"].map(OsString::from).to_vec()
-        );
+        assert_eq!(c.command, ["sh", "-c", "exit 3"].map(OsString::from).to_vec());
         assert_eq!(c.verbosity, 1);
     }
 
@@ -244,20 +226,14 @@ mod tests {
     fn environment() {
         let c = run(
             &["x"],
-            &[
-                ("TINI_SUBREAPER", "1"),
-                ("OOMINIT_KILL_PROCESS_GROUP", "yes"),
-                ("TINI_VERBOSITY", "3"),
-            ],
+            &[("TINI_SUBREAPER", "1"), ("OOMINIT_KILL_PROCESS_GROUP", "yes"), ("TINI_VERBOSITY", "3")],
         )
         .unwrap();
         assert!(c.subreaper && c.kill_group);
         assert_eq!(c.verbosity, 3);
         let c = run(&["x"], &[("OOMINIT_SUBREAPER", "0")]).unwrap();
         assert!(!c.subreaper);
-        assert!(run(&["x"], &[("OOMINIT_SUBREAPER", "maybe")])
-            .unwrap_err()
-            .contains("OOMINIT_SUBREAPER"));
+        assert!(run(&["x"], &[("OOMINIT_SUBREAPER", "maybe")]).unwrap_err().contains("OOMINIT_SUBREAPER"));
         assert!(run(&["x"], &[("OOMINIT_VERBOSITY", "lots")]).is_err());
     }
 
@@ -289,7 +265,11 @@ mod tests {
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        for bad in ["", "s", "-1s", "1..2s", "2d", "100000000s", "nan", "inf"] {
+        assert_eq!(parse_duration("0.25m"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in
+            ["", "s", ".5s", "-1s", "1..2s", "1.2.3s", "2d", "100000000s", "99999999999999s", "nan", "inf"]
+        {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

@@ -24,11 +24,7 @@ pub struct Error {
 
 impl Error {
     pub fn new(context: impl Into<String>, cause: impl fmt::Display) -> Error {
-        Error {
-            context: context.into(),
-            cause: cause.to_string(),
-            hint: None,
-        }
+        Error { context: context.into(), cause: cause.to_string(), hint: None }
     }
 
     pub fn hint(mut self, hint: &'static str) -> Error {

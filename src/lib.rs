@@ -54,33 +54,19 @@ fn run(cfg: &Config) -> Result<i32, Error> {
     if let Some(sig) = cfg.pdeath_signal {
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong) } != 0 {
-            diag!(
-                1,
-                "cannot set the parent-death signal: {}",
-                std::io::Error::last_os_error()
-            );
+            diag!(1, "cannot set the parent-death signal: {}", std::io::Error::last_os_error());
         }
     }
 
-    let setup = spawn::ChildSetup {
-        oom_score_adj: None,
-    };
+    let setup = spawn::ChildSetup { oom_score_adj: None };
     let main = match spawn::spawn(&cfg.command, &setup) {
         Ok(pid) => pid,
         Err(e) => {
-            eprintln!(
-                "oominit: cannot run '{}': {}",
-                cfg.command[0].to_string_lossy(),
-                e.error
-            );
+            eprintln!("oominit: cannot run '{}': {e}", cfg.command[0].to_string_lossy());
             return Ok(e.exit_code());
         }
     };
-    diag!(
-        2,
-        "started '{}' as {main}",
-        cfg.command[0].to_string_lossy()
-    );
+    diag!(2, "started '{}' as {main}", cfg.command[0].to_string_lossy());
 
     let status = supervise::supervise(cfg, &sigfd, main, &mut supervise::NoWatch)?;
     Ok(exit_code(cfg, status))
@@ -95,11 +81,7 @@ fn become_reaper(cfg: &Config) {
     }
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) } != 0 {
-        diag!(
-            1,
-            "cannot become a child subreaper: {}",
-            std::io::Error::last_os_error()
-        );
+        diag!(1, "cannot become a child subreaper: {}", std::io::Error::last_os_error());
     }
 }
 

@@ -3,7 +3,6 @@
 //! Needed only for `--grace` when oominit is not PID 1: as PID 1 `kill(-1, …)` already reaches
 //! every other process of the namespace, and nothing else does as a subreaper.
 
-use std::collections::HashMap;
 use std::fs;
 
 use nix::libc::pid_t;
@@ -20,29 +19,26 @@ pub fn stat_ppid(stat: &str) -> Option<pid_t> {
 /// Every live descendant of `root`, children before grandchildren. Processes that come and go
 /// during the walk are skipped: the caller sweeps again on the next SIGCHLD.
 pub fn descendants(root: pid_t) -> Vec<pid_t> {
-    let mut children: HashMap<pid_t, Vec<pid_t>> = HashMap::new();
+    // (parent, pid) pairs, sorted by parent: a binary search finds each one's children.
+    let mut edges: Vec<(pid_t, pid_t)> = Vec::new();
     if let Ok(dir) = fs::read_dir("/proc") {
         for entry in dir.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<pid_t>().ok())
-            else {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<pid_t>().ok()) else {
                 continue;
             };
-            if let Some(ppid) = fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .as_deref()
-                .and_then(stat_ppid)
+            if let Some(ppid) =
+                fs::read_to_string(format!("/proc/{pid}/stat")).ok().as_deref().and_then(stat_ppid)
             {
-                children.entry(ppid).or_default().push(pid);
+                edges.push((ppid, pid));
             }
         }
     }
+    edges.sort_unstable();
     let mut out = Vec::new();
     let mut queue = vec![root];
     while let Some(p) = queue.pop() {
-        for &c in children.get(&p).map(Vec::as_slice).unwrap_or(&[]) {
+        let start = edges.partition_point(|&(pp, _)| pp < p);
+        for &(_, c) in edges[start..].iter().take_while(|&&(pp, _)| pp == p) {
             out.push(c);
             queue.push(c);
         }
@@ -66,10 +62,7 @@ mod tests {
 
     #[test]
     fn finds_own_children() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("5")
-            .spawn()
-            .unwrap();
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
         let me = std::process::id() as pid_t;
         assert!(descendants(me).contains(&(child.id() as pid_t)));
         child.kill().unwrap();

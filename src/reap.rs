@@ -49,21 +49,11 @@ pub fn reap_all() -> Reaped {
         // SAFETY: waitpid writes only to `st`.
         let pid = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
         match pid {
-            0 => {
-                return Reaped {
-                    exits,
-                    children_left: true,
-                }
-            }
+            0 => return Reaped { exits, children_left: true },
             -1 => match Errno::last() {
                 Errno::EINTR => continue,
                 // ECHILD, or anything unexpected: nothing more can be reaped.
-                _ => {
-                    return Reaped {
-                        exits,
-                        children_left: false,
-                    }
-                }
+                _ => return Reaped { exits, children_left: false },
             },
             pid => {
                 if let Some(status) = Status::from_raw(st) {

@@ -51,14 +51,8 @@ const NAMES: &[(i32, &str)] = &[
 
 /// Faults the kernel raises synchronously in oominit itself. Left unblocked: a blocked fault is
 /// forced through anyway, and there is nothing sensible to forward.
-const SYNCHRONOUS: &[Signal] = &[
-    Signal::SIGSEGV,
-    Signal::SIGBUS,
-    Signal::SIGILL,
-    Signal::SIGFPE,
-    Signal::SIGTRAP,
-    Signal::SIGSYS,
-];
+const SYNCHRONOUS: &[Signal] =
+    &[Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGILL, Signal::SIGFPE, Signal::SIGTRAP, Signal::SIGSYS];
 
 pub fn rtmin() -> i32 {
     libc::SIGRTMIN()
@@ -75,11 +69,7 @@ pub fn parse(text: &str, allow_zero: bool) -> Result<i32, String> {
     let t = text.trim();
     if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
         let n: i32 = t.parse().map_err(|_| bad())?;
-        return if (n == 0 && allow_zero) || (1..=rtmax()).contains(&n) {
-            Ok(n)
-        } else {
-            Err(bad())
-        };
+        return if (n == 0 && allow_zero) || (1..=rtmax()).contains(&n) { Ok(n) } else { Err(bad()) };
     }
     let upper = t.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
@@ -89,12 +79,8 @@ pub fn parse(text: &str, allow_zero: bool) -> Result<i32, String> {
     let rt = |base: i32, rest: &str| -> Result<i32, String> {
         let n = match rest.as_bytes().first() {
             None => base,
-            Some(b'+') => base
-                .checked_add(rest[1..].parse::<i32>().map_err(|_| bad())?)
-                .ok_or_else(bad)?,
-            Some(b'-') => base
-                .checked_sub(rest[1..].parse::<i32>().map_err(|_| bad())?)
-                .ok_or_else(bad)?,
+            Some(b'+') => base.checked_add(rest[1..].parse::<i32>().map_err(|_| bad())?).ok_or_else(bad)?,
+            Some(b'-') => base.checked_sub(rest[1..].parse::<i32>().map_err(|_| bad())?).ok_or_else(bad)?,
             Some(_) => return Err(bad()),
         };
         if (rtmin()..=rtmax()).contains(&n) {

@@ -1,14 +1,14 @@
 //! Starting the command: PATH lookup, and a child that starts clean.
 //!
-//! `std::process::Command` does the PATH search and reports exec failures through its CLOEXEC pipe,
-//! which tells "not found" (127) from "not executable" (126). What it does not do, we do between
-//! fork and exec: it passes on oominit's full signal mask (rust-lang/rust#101077), under which a
-//! forwarded SIGTERM would wait forever.
+//! fork + execvp by hand rather than `std::process::Command`: Command passes oominit's full signal
+//! mask to the child (rust-lang/rust#101077), under which a forwarded SIGTERM would wait forever,
+//! and its environment machinery costs ~20 KB of the binary. The exec error travels back through
+//! a close-on-exec pipe, as in std, so "not found" (127) is told from "not executable" (126).
 
-use std::io;
-use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::OsStrExt;
 
+use nix::errno::Errno;
 use nix::libc;
 
 use crate::error::{EXIT_FATAL, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND};
@@ -19,98 +19,123 @@ pub struct ChildSetup {
     pub oom_score_adj: Option<i32>,
 }
 
-/// Why the command never ran, and what oominit exits with.
-#[derive(Debug)]
+/// Why the command never ran.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SpawnError {
-    pub error: io::Error,
+    pub errno: Errno,
+    /// True when exec itself failed; false when oominit could not even fork.
+    pub exec: bool,
 }
 
 impl SpawnError {
     pub fn exit_code(&self) -> i32 {
-        match self.error.raw_os_error() {
-            Some(libc::ENOENT) | Some(libc::ENOTDIR) => EXIT_NOT_FOUND,
-            Some(libc::EACCES)
-            | Some(libc::ENOEXEC)
-            | Some(libc::EISDIR)
-            | Some(libc::EPERM)
-            | Some(libc::ETXTBSY)
-            | Some(libc::ELOOP)
-            | Some(libc::ENAMETOOLONG) => EXIT_NOT_EXECUTABLE,
-            _ => EXIT_FATAL,
+        if !self.exec {
+            return EXIT_FATAL;
         }
+        match self.errno {
+            Errno::ENOENT | Errno::ENOTDIR => EXIT_NOT_FOUND,
+            _ => EXIT_NOT_EXECUTABLE,
+        }
+    }
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.exec { "" } else { "fork: " })?;
+        f.write_str(self.errno.desc())
     }
 }
 
 /// Fork and exec the command; returns its pid, which is also its process group.
-pub fn spawn(argv: &[std::ffi::OsString], setup: &ChildSetup) -> Result<libc::pid_t, SpawnError> {
-    let (program, args) = match argv.split_first() {
-        Some(split) => split,
-        None => {
-            return Err(SpawnError {
-                error: io::Error::from_raw_os_error(libc::ENOENT),
-            })
+pub fn spawn(argv: &[OsString], setup: &ChildSetup) -> Result<libc::pid_t, SpawnError> {
+    // Everything the child needs is built before fork: a forked child should not allocate.
+    let einval = SpawnError { errno: Errno::EINVAL, exec: true };
+    let args: Vec<CString> =
+        argv.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<_, _>>().map_err(|_| einval)?;
+    if args.is_empty() {
+        return Err(SpawnError { errno: Errno::ENOENT, exec: true });
+    }
+    let mut ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    let adj = setup.oom_score_adj.map(|v| v.to_string());
+
+    let mut pipe = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(SpawnError { errno: Errno::last(), exec: false });
+    }
+    let [rd, wr] = pipe;
+    // SAFETY: oominit has a single thread, and the child runs only async-signal-safe calls on
+    // memory prepared above, then execs or _exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        unsafe {
+            libc::close(rd);
+            child_setup(adj.as_deref().map(str::as_bytes));
+            libc::execvp(ptrs[0], ptrs.as_ptr());
+            let err = Errno::last_raw().to_ne_bytes();
+            libc::write(wr, err.as_ptr().cast(), err.len());
+            libc::_exit(EXIT_NOT_FOUND);
+        }
+    }
+    let fork_errno = Errno::last();
+    // SAFETY: closing descriptors this function owns.
+    unsafe { libc::close(wr) };
+    if pid < 0 {
+        unsafe { libc::close(rd) };
+        return Err(SpawnError { errno: fork_errno, exec: false });
+    }
+    // EOF (exec closed the write end) means the command runs; four bytes are exec's errno.
+    let mut buf = [0u8; 4];
+    let n = loop {
+        // SAFETY: reading into a local buffer.
+        let n = unsafe { libc::read(rd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 || Errno::last() != Errno::EINTR {
+            break n;
         }
     };
-    // Formatted before fork: the child should not allocate (a forked child of a threaded parent
-    // could deadlock on the allocator's lock; oominit has one thread, but keep the habit).
-    let adj = setup.oom_score_adj.map(|v| {
-        let mut buf = [0u8; 16];
-        let s = v.to_string();
-        let n = s.len().min(buf.len());
-        buf[..n].copy_from_slice(&s.as_bytes()[..n]);
-        (buf, n)
-    });
-    let mut cmd = Command::new(program);
-    cmd.args(args);
-    // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
-    // functions, on data prepared before fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            child_setup(adj.as_ref().map(|(b, n)| &b[..*n]));
-            Ok(())
-        });
+    unsafe { libc::close(rd) };
+    if n == 4 {
+        // The child has _exited; reap it here so the caller never sees its pid.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        return Err(SpawnError { errno: Errno::from_raw(i32::from_ne_bytes(buf)), exec: true });
     }
-    match cmd.spawn() {
-        Ok(child) => Ok(child.id() as libc::pid_t),
-        Err(error) => Err(SpawnError { error }),
-    }
+    Ok(pid)
 }
 
 /// Runs in the child between fork and exec. Errors here are deliberately ignored: each step is a
 /// nicety that must not stop the command from running.
-fn child_setup(oom_score_adj: Option<&[u8]>) {
-    // SAFETY: plain syscalls on constant or pre-built arguments.
-    unsafe {
-        // Own process group, so `-g` and the terminal's job control address it and its children.
-        libc::setpgid(0, 0);
-        // Take the terminal's foreground so the shell or REPL we run can read and get ^C. The
-        // kernel allows a background tcsetpgrp only while SIGTTOU is blocked or ignored, and the
-        // mask is still oominit's full one here. ENOTTY (no terminal) is the usual, fine, answer.
-        if libc::isatty(libc::STDIN_FILENO) == 1 {
-            libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpgrp());
-        }
-        if let Some(bytes) = oom_score_adj {
-            // oominit lowered its own to -1000 to survive to report; children inherit it, and
-            // a container's processes must stay as killable as they were. Raising never needs a
-            // privilege.
-            let fd = libc::open(
-                c"/proc/self/oom_score_adj".as_ptr(),
-                libc::O_WRONLY | libc::O_CLOEXEC,
-            );
-            if fd >= 0 {
-                libc::write(fd, bytes.as_ptr().cast(), bytes.len());
-                libc::close(fd);
-            }
-        }
-        // Default dispositions: Rust's runtime ignores SIGPIPE, and an ignored disposition survives
-        // exec. Then an empty mask, last, so nothing is delivered before the dispositions are sane.
-        for sig in 1..=libc::SIGRTMAX() {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
-            }
-        }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+unsafe fn child_setup(oom_score_adj: Option<&[u8]>) {
+    // Own process group, so `-g` and the terminal's job control address it and its children.
+    libc::setpgid(0, 0);
+    // Take the terminal's foreground so the shell or REPL we run can read and get ^C. The kernel
+    // allows a background tcsetpgrp only while SIGTTOU is blocked or ignored, and the mask is
+    // still oominit's full one here. ENOTTY (no terminal) is the usual, fine, answer.
+    if libc::isatty(libc::STDIN_FILENO) == 1 {
+        libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpgrp());
     }
+    if let Some(bytes) = oom_score_adj {
+        // oominit lowered its own to -1000 to survive to report; children inherit it, and a
+        // container's processes must stay as killable as they were. Raising never needs a
+        // privilege.
+        let fd = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd >= 0 {
+            libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+            libc::close(fd);
+        }
+    }
+    // Default dispositions: Rust's runtime ignores SIGPIPE, a parent may have ignored others, and
+    // an ignored disposition survives exec. Raw rt_sigaction because glibc's wrappers refuse 32
+    // and 33 (its internal signals), which a parent can still leave ignored. An all-zero kernel
+    // sigaction is SIG_DFL, no flags, empty mask, whatever the arch's layout.
+    let dfl = [0usize; 5];
+    for sig in 1..=64 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), std::ptr::null_mut::<usize>(), 8usize);
+        }
+    }
+    // Last, so nothing is delivered before the dispositions are sane.
+    let mut empty: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut empty);
+    libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
 }

@@ -64,13 +64,9 @@ pub fn supervise(
     watcher: &mut dyn Watcher,
 ) -> Result<Status, Error> {
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).context("creating the epoll set")?;
-    epoll
-        .add(sigfd, EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS))
-        .context("watching the signalfd")?;
+    epoll.add(sigfd, EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS)).context("watching the signalfd")?;
     if let Some(fd) = watcher.fd() {
-        epoll
-            .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, WATCH))
-            .context("watching the cgroup")?;
+        epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, WATCH)).context("watching the cgroup")?;
     }
 
     let is_pid1 = std::process::id() == 1;
@@ -91,10 +87,7 @@ pub fn supervise(
                 GRACE => {
                     if let Phase::Grace(timer) = &phase {
                         let _ = timer.wait();
-                        diag!(
-                            1,
-                            "grace period over: sending SIGKILL to the remaining processes"
-                        );
+                        diag!(1, "grace period over: sending SIGKILL to the remaining processes");
                         signal_rest(is_pid1, libc::SIGKILL);
                         phase = Phase::Killing;
                     }
@@ -122,10 +115,7 @@ pub fn supervise(
         match (&phase, cfg.grace) {
             (Phase::Running, None) => return Ok(status),
             (Phase::Running, Some(grace)) => {
-                diag!(
-                    2,
-                    "main process ended: SIGTERM to the remaining processes, {grace:?} to exit"
-                );
+                diag!(2, "main process ended: SIGTERM to the remaining processes, {grace:?} to exit");
                 signal_rest(is_pid1, libc::SIGTERM);
                 let timer = arm_timer(grace)?;
                 epoll
@@ -151,11 +141,7 @@ fn forward_signals(cfg: &Config, sigfd: &SignalFd, main: pid_t, main_gone: bool)
             continue;
         }
         if main_gone {
-            diag!(
-                2,
-                "{} received after the main process ended: not forwarded",
-                signals::name(signo)
-            );
+            diag!(2, "{} received after the main process ended: not forwarded", signals::name(signo));
             continue;
         }
         let Some(to) = cfg.rewrite(signo) else {
@@ -187,18 +173,12 @@ fn signal_rest(is_pid1: bool, signo: i32) {
 }
 
 fn arm_timer(after: Duration) -> Result<TimerFd, Error> {
-    let timer = TimerFd::new(
-        ClockId::CLOCK_MONOTONIC,
-        TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK,
-    )
-    .context("creating the grace timer")?;
+    let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK)
+        .context("creating the grace timer")?;
     // A zero timespec would disarm the timer instead of firing it at once.
     let after = after.max(Duration::from_nanos(1));
     timer
-        .set(
-            Expiration::OneShot(TimeSpec::from_duration(after)),
-            TimerSetTimeFlags::empty(),
-        )
+        .set(Expiration::OneShot(TimeSpec::from_duration(after)), TimerSetTimeFlags::empty())
         .context("arming the grace timer")?;
     Ok(timer)
 }

@@ -1,0 +1,21 @@
+//! Test workload: allocates and touches N MiB, then exits 0.
+//!
+//! `memhog MIB [SECONDS]`: touches every page so the memory is really charged to the cgroup (an
+//! untouched allocation costs nothing), prints `allocated MIB`, holds it SECONDS (default 0).
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mib: usize = args.next().and_then(|a| a.parse().ok()).expect("usage: memhog MIB [SECONDS]");
+    let hold: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(0.0);
+    let mut chunks = Vec::with_capacity(mib);
+    for _ in 0..mib {
+        let mut chunk = vec![0u8; 1 << 20];
+        for page in chunk.chunks_mut(4096) {
+            page[0] = 1;
+        }
+        chunks.push(chunk);
+    }
+    println!("allocated {mib}");
+    std::thread::sleep(std::time::Duration::from_secs_f64(hold));
+    std::hint::black_box(&chunks);
+}

@@ -1,0 +1,288 @@
+//! The init itself, against the real binary and the real kernel: exit codes, signals, reaping,
+//! a clean child, no idle wakeups, `--grace`, and usage errors.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+#[test]
+fn exit_codes_pass_through() {
+    for (script, want) in [("exit 0", 0), ("exit 3", 3), ("kill -KILL $$", 137), ("kill -TERM $$", 143)] {
+        let out = run(&["--", "sh", "-c", script]);
+        assert_eq!(code(&out), want, "{script}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn remapped_exit_code_becomes_zero() {
+    assert_eq!(code(&run(&["-e", "3", "--", "sh", "-c", "exit 3"])), 0);
+    assert_eq!(code(&run(&["-e", "3", "-e", "4", "--", "sh", "-c", "exit 4"])), 0);
+    assert_eq!(code(&run(&["-e", "3", "--", "sh", "-c", "exit 5"])), 5);
+    assert_eq!(code(&run(&["-e", "143", "--", "sh", "-c", "kill -TERM $$"])), 0);
+}
+
+#[test]
+fn missing_command_is_127_and_not_executable_is_126() {
+    let out = run(&["--", "/definitely/not/here"]);
+    assert_eq!(code(&out), 127);
+    assert!(stderr(&out).contains("/definitely/not/here"), "{}", stderr(&out));
+    let out = run(&["--", "no-such-command-on-path-xyz"]);
+    assert_eq!(code(&out), 127);
+
+    let dir = std::env::temp_dir().join(format!("oominit-noexec-{}", std::process::id()));
+    std::fs::write(&dir, "#!/bin/sh\nexit 0\n").unwrap();
+    let out = run(&["--", dir.to_str().unwrap()]);
+    std::fs::remove_file(&dir).unwrap();
+    assert_eq!(code(&out), 126, "{}", stderr(&out));
+    assert_eq!(code(&run(&["--", "/"])), 126);
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_line() {
+    for args in
+        [&["--bogus", "--", "true"][..], &["-e", "nope", "true"][..], &[][..], &["--"][..], &["--", ""][..]]
+    {
+        let out = run(args);
+        assert_eq!(code(&out), 2, "{args:?}");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("--help"), "{err}");
+    }
+}
+
+#[test]
+fn missing_double_dash_runs_the_command_with_its_own_flags() {
+    // tini's getopt stops at the first non-option word; so does oominit.
+    assert_eq!(code(&run(&["sh", "-c", "exit 7"])), 7);
+    let out = run(&["-v", "sh", "-c", "echo -e"]);
+    assert_eq!(stdout(&out).trim(), "-e");
+}
+
+#[test]
+fn help_and_version() {
+    let out = run(&["--help"]);
+    assert_eq!(code(&out), 0);
+    assert!(stdout(&out).contains("Usage: oominit"));
+    let out = run(&["-V"]);
+    assert_eq!(code(&out), 0);
+    assert!(stdout(&out).starts_with("oominit "));
+}
+
+/// oominit running `sigprobe`, stopped (SIGTERM, forwarded; then SIGKILL) if the test fails.
+struct Probe {
+    child: Option<std::process::Child>,
+    lines: Lines,
+}
+
+impl Probe {
+    fn start(args: &[&str], probe_args: &[&str]) -> Probe {
+        let mut child = Command::new(oominit())
+            .args(args)
+            .arg("--")
+            .arg(example("sigprobe"))
+            .args(probe_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = Lines::new(child.stdout.take().unwrap());
+        Probe { child: Some(child), lines }
+    }
+
+    fn init(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().unwrap().id() as i32)
+    }
+
+    /// The `pid=` of the next line the probe prints.
+    fn next_pid(&self) -> String {
+        let l = self.lines.next();
+        l.split(' ')
+            .find_map(|w| w.strip_prefix("pid="))
+            .unwrap_or_else(|| panic!("no pid in {l:?}"))
+            .to_string()
+    }
+
+    fn finish(mut self) -> std::process::Output {
+        kill(self.init(), Signal::SIGTERM).unwrap();
+        wait_with_deadline(self.child.take().unwrap(), Duration::from_secs(10))
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn child_starts_clean() {
+    // The test harness is a Rust program: it hands oominit an ignored SIGPIPE. grep, a C program
+    // that changes nothing, shows what the kernel gave it.
+    let out = run(&["--", "grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"]);
+    assert_eq!(stdout(&out), "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+    let probe = Probe::start(&[], &[]);
+    let ready = probe.lines.next();
+    let field = |k: &str| ready.split(' ').find_map(|w| w.strip_prefix(k)).unwrap().to_string();
+    assert_eq!(field("pid="), field("pgid="), "the child leads its own process group: {ready}");
+    assert_eq!(code(&probe.finish()), 0);
+}
+
+#[test]
+fn no_descriptor_leaks_into_the_child() {
+    // The same shell, with and without oominit in front: the same descriptors.
+    let fds = |via_oominit: bool| {
+        let mut cmd = if via_oominit { Command::new(oominit()) } else { Command::new("sh") };
+        if via_oominit {
+            cmd.args(["--", "sh"]);
+        }
+        stdout(&run_cmd(cmd.args(["-c", "ls /proc/$$/fd"])))
+    };
+    let (plain, wrapped) = (fds(false), fds(true));
+    assert!(!plain.trim().is_empty());
+    assert_eq!(wrapped, plain);
+}
+
+#[test]
+fn signals_reach_the_child() {
+    let probe = Probe::start(&[], &[]);
+    let pid = probe.next_pid();
+    for sig in [Signal::SIGHUP, Signal::SIGINT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH] {
+        kill(probe.init(), sig).unwrap();
+        assert_eq!(probe.lines.next(), format!("{pid} got {}", sig.as_str()));
+    }
+    let rt = nix::libc::SIGRTMIN() + 2;
+    assert_eq!(unsafe { nix::libc::kill(probe.init().as_raw(), rt) }, 0);
+    assert_eq!(probe.lines.next(), format!("{pid} got SIGRTMIN+2"));
+    assert_eq!(code(&probe.finish()), 0, "SIGTERM reached the probe, which exits 0 on it");
+}
+
+#[test]
+fn group_flag_reaches_grandchildren() {
+    for (flag, grandchild_gets_it) in [(&["-g"][..], true), (&[][..], false)] {
+        let probe = Probe::start(flag, &["--spawn-child"]);
+        let (mut main_pid, mut grand_pid) = (String::new(), String::new());
+        for _ in 0..2 {
+            let l = probe.lines.next();
+            let pid = l.split(' ').find_map(|w| w.strip_prefix("pid=")).unwrap().to_string();
+            if l.starts_with("child ") {
+                grand_pid = pid
+            } else {
+                main_pid = pid
+            }
+        }
+        kill(probe.init(), Signal::SIGUSR1).unwrap();
+        let mut got = vec![probe.lines.next()];
+        if let Some(l) = probe.lines.maybe(Duration::from_millis(500)) {
+            got.push(l);
+        }
+        got.sort();
+        let mut want = vec![format!("{main_pid} got SIGUSR1")];
+        if grandchild_gets_it {
+            want.push(format!("{grand_pid} got SIGUSR1"));
+            want.sort();
+        }
+        assert_eq!(got, want, "{flag:?}");
+        // Without -g the grandchild would outlive the test: stop it directly.
+        kill(Pid::from_raw(grand_pid.parse().unwrap()), Signal::SIGTERM).unwrap();
+        probe.finish();
+    }
+}
+
+#[test]
+fn rewrite_maps_and_drops_signals() {
+    let probe = Probe::start(&["-r", "USR1:USR2", "-r", "HUP:0"], &[]);
+    let pid = probe.next_pid();
+    kill(probe.init(), Signal::SIGUSR1).unwrap();
+    assert_eq!(probe.lines.next(), format!("{pid} got SIGUSR2"));
+    // HUP is dropped. Had it been forwarded it would come before INT: both the init's signalfd
+    // and the probe's sigwait hand out the lowest-numbered pending signal first.
+    kill(probe.init(), Signal::SIGHUP).unwrap();
+    kill(probe.init(), Signal::SIGINT).unwrap();
+    assert_eq!(probe.lines.next(), format!("{pid} got SIGINT"));
+    probe.finish();
+}
+
+#[test]
+fn reaps_thousands_of_orphans_as_pid1() {
+    let out = run_cmd(in_pid_namespace().arg("--").arg(example("orphans")).arg("3000"));
+    assert_eq!(code(&out), 0, "{} {}", stdout(&out), stderr(&out));
+    assert_eq!(stdout(&out).trim(), "orphans=3000 left=0");
+}
+
+#[test]
+fn reaps_orphans_as_subreaper_when_not_pid1() {
+    let out = run(&["--", example("orphans").to_str().unwrap(), "1000"]);
+    assert_eq!(code(&out), 0, "{} {}", stdout(&out), stderr(&out));
+    assert_eq!(stdout(&out).trim(), "orphans=1000 left=0");
+    assert_eq!(stderr(&out), "", "no warning when not PID 1");
+}
+
+#[test]
+fn idle_init_never_wakes() {
+    let child = Command::new(oominit()).args(["--", "sleep", "5"]).spawn().unwrap();
+    let switches = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+        status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches"))
+            .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+            .sum::<u64>()
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    let before = switches();
+    std::thread::sleep(Duration::from_secs(3));
+    let after = switches();
+    assert_eq!(after, before, "oominit woke {} times while idle", after - before);
+    assert_eq!(code(&wait_with_deadline(child, Duration::from_secs(10))), 0);
+}
+
+/// `sh` prints the pids of two background processes, one of which ignores SIGTERM, and exits 0.
+const LEAVE_TWO_BEHIND: &str = "sleep 300 & echo $!; (trap '' TERM; exec sleep 300) & echo $!; exit 0";
+
+fn alive(pid: i32) -> bool {
+    // A zombie is not alive: it is waiting to be reaped.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat[stat.rfind(')').unwrap() + 1..].trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn grace_leaves_no_process_behind_as_subreaper() {
+    let out = run(&["--grace", "1s", "--", "sh", "-c", LEAVE_TWO_BEHIND]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let pids: Vec<i32> = stdout(&out).lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(pids.len(), 2);
+    for pid in pids {
+        assert!(!alive(pid), "process {pid} survived --grace");
+    }
+}
+
+#[test]
+fn without_grace_the_rest_is_left_to_the_kernel() {
+    // Not PID 1 and no --grace: oominit exits at once, like tini, and the rest lives on.
+    let out = run(&["--", "sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!; exit 0"]);
+    assert_eq!(code(&out), 0);
+    let pid: i32 = stdout(&out).trim().parse().unwrap();
+    assert!(alive(pid), "without --grace oominit should not kill the rest");
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+}
+
+#[test]
+fn grace_as_pid1_terms_then_kills() {
+    // The TERM-ignoring sleeper must be SIGKILLed when the grace ends; oominit reports main's code.
+    let out =
+        run_cmd(in_pid_namespace().args(["-v", "--grace", "500ms", "--", "sh", "-c", LEAVE_TWO_BEHIND]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("SIGKILL"), "the grace should have run out: {}", stderr(&out));
+}
