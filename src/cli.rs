@@ -5,11 +5,13 @@
 //! end at the first non-option word: `oominit sh -c 'exit 3'` runs `sh -c 'exit 3'` even without `--`.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use lexopt::prelude::*;
 
 use crate::signals;
+use crate::sink::Target;
 
 pub const HELP: &str = "\
 oominit - a PID-1 init for containers that tells the truth about out-of-memory kills
@@ -27,15 +29,27 @@ Options:
   -r, --rewrite FROM:TO    forward signal FROM as TO; TO 0 drops FROM (repeatable)
       --grace DURATION     after COMMAND exits, SIGTERM the remaining processes, wait up to
                            DURATION (5s, 500ms, 1m) for them, then SIGKILL what is left
+OOM reporting:
+      --record TARGET      where JSON records go: stderr (default), stdout, fd:N or a file PATH
+      --strict             exit with the OOM exit code when another process was OOM-killed
+                           while COMMAND exited 0
+      --oom-exit-code N    the code --strict exits with (default 137)
+      --termination-log P  write the exit record to P if it exists and is empty
+                           (default /dev/termination-log, as Kubernetes provides it)
+      --no-termination-log never write a termination log
+      --no-oom-protect     leave oominit's own oom_score_adj alone (default: -1000)
+
   -v, --verbose            more diagnostics on stderr (repeat for more)
   -V, --version            print the version and exit
   -h, --help               print this help and exit
 
 Environment (the TINI_ names are honoured too):
-  OOMINIT_SUBREAPER, OOMINIT_KILL_PROCESS_GROUP, OOMINIT_VERBOSITY=N
+  OOMINIT_SUBREAPER, OOMINIT_KILL_PROCESS_GROUP, OOMINIT_VERBOSITY=N,
+  OOMINIT_STRICT, OOMINIT_OOM_EXIT_CODE=N, OOMINIT_RECORD=TARGET
 
-Exit codes: COMMAND's own; 128+N if it died of signal N; 127 command not found;
-126 command not executable; 2 usage error; 125 oominit itself failed.
+Exit codes: COMMAND's own; 128+N if it died of signal N; the OOM exit code under
+--strict; 127 command not found; 126 command not executable; 2 usage error;
+125 oominit itself failed.
 ";
 
 /// What the command line asks for.
@@ -57,7 +71,14 @@ pub struct Config {
     pub rewrites: Vec<(i32, i32)>,
     pub grace: Option<Duration>,
     pub verbosity: u32,
+    pub strict: bool,
+    pub oom_exit_code: i32,
+    pub record: Target,
+    pub termination_log: Option<PathBuf>,
+    pub protect: bool,
 }
+
+pub const DEFAULT_TERMINATION_LOG: &str = "/dev/termination-log";
 
 impl Config {
     /// The signal to forward in place of `signo`, or `None` to drop it.
@@ -87,7 +108,18 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
         rewrites: Vec::new(),
         grace: None,
         verbosity: 0,
+        strict: flag(&["OOMINIT_STRICT"])?,
+        oom_exit_code: 137,
+        record: Target::Stderr,
+        termination_log: Some(PathBuf::from(DEFAULT_TERMINATION_LOG)),
+        protect: true,
     };
+    if let Some(v) = env("OOMINIT_OOM_EXIT_CODE") {
+        cfg.oom_exit_code = exit_code(&v).map_err(|e| format!("OOMINIT_OOM_EXIT_CODE: {e}"))?;
+    }
+    if let Some(v) = env("OOMINIT_RECORD") {
+        cfg.record = Target::parse(&v).map_err(|e| format!("OOMINIT_RECORD: {e}"))?;
+    }
     for name in ["OOMINIT_VERBOSITY", "TINI_VERBOSITY"] {
         if let Some(v) = env(name) {
             cfg.verbosity = v.trim().parse().map_err(|_| format!("{name}={v:?} is not a number"))?;
@@ -105,9 +137,19 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
             Short('V') | Long("version") => return Ok(Action::Version),
             Short('e') | Long("remap-exit") => {
                 let v = value(&mut p)?;
-                let code: u8 = v.parse().map_err(|_| format!("-e: '{v}' is not an exit code (0-255)"))?;
-                cfg.remap_to_zero.push(i32::from(code));
+                cfg.remap_to_zero.push(exit_code(&v).map_err(|e| format!("-e: {e}"))?);
             }
+            Long("strict") => cfg.strict = true,
+            Long("oom-exit-code") => {
+                let v = value(&mut p)?;
+                cfg.oom_exit_code = exit_code(&v).map_err(|e| format!("--oom-exit-code: {e}"))?;
+            }
+            Long("record") => cfg.record = Target::parse(&value(&mut p)?)?,
+            Long("termination-log") => {
+                cfg.termination_log = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?))
+            }
+            Long("no-termination-log") => cfg.termination_log = None,
+            Long("no-oom-protect") => cfg.protect = false,
             Short('p') | Long("pdeath") => {
                 let v = value(&mut p)?;
                 cfg.pdeath_signal = Some(signals::parse(&v, false).map_err(|e| format!("-p: {e}"))?);
@@ -137,6 +179,10 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
         return Err("the command is an empty string".into());
     }
     Ok(Action::Run(cfg))
+}
+
+fn exit_code(v: &str) -> Result<i32, String> {
+    v.trim().parse::<u8>().map(i32::from).map_err(|_| format!("'{v}' is not an exit code (0-255)"))
 }
 
 fn value(p: &mut lexopt::Parser) -> Result<String, String> {
@@ -256,6 +302,42 @@ mod tests {
             assert!(e.contains(needle), "{args:?}: {e}");
             assert!(!e.contains('\n'), "{e}");
         }
+    }
+
+    #[test]
+    fn oom_options() {
+        let c = run(&["x"], &[]).unwrap();
+        assert!(!c.strict && c.protect);
+        assert_eq!(c.oom_exit_code, 137);
+        assert_eq!(c.record, Target::Stderr);
+        assert_eq!(c.termination_log, Some(PathBuf::from("/dev/termination-log")));
+        let c = run(
+            &[
+                "--strict",
+                "--oom-exit-code",
+                "3",
+                "--record",
+                "fd:5",
+                "--no-termination-log",
+                "--no-oom-protect",
+                "x",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert!(c.strict && !c.protect);
+        assert_eq!((c.oom_exit_code, c.record, c.termination_log), (3, Target::Fd(5), None));
+        let c = run(
+            &["--termination-log", "/tmp/t", "x"],
+            &[("OOMINIT_STRICT", "1"), ("OOMINIT_OOM_EXIT_CODE", "9")],
+        )
+        .unwrap();
+        assert!(c.strict);
+        assert_eq!(c.oom_exit_code, 9);
+        assert_eq!(c.termination_log, Some(PathBuf::from("/tmp/t")));
+        assert!(run(&["--oom-exit-code", "300", "x"], &[]).is_err());
+        assert!(run(&["x"], &[("OOMINIT_OOM_EXIT_CODE", "-1")]).is_err());
+        assert!(run(&["--record", "fd:", "x"], &[]).is_err());
     }
 
     #[test]

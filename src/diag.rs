@@ -1,8 +1,9 @@
 //! Diagnostics on stderr, gated by `-v`: one line each, prefixed `oominit:`.
 //!
 //! A process-wide level rather than a parameter threaded everywhere: it is set once at start-up.
+//! Plain write(2), not std's buffered stdout/stderr: nothing here needs buffering, and std's
+//! locked, line-buffered streams cost ~10 KB of a binary whose budget is 500 KB.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 static LEVEL: AtomicU32 = AtomicU32::new(0);
@@ -19,8 +20,20 @@ pub fn enabled(level: u32) -> bool {
 /// Write one line in one write(2), so it does not interleave with the child's output mid-line.
 /// A closed or full stderr must not stop PID 1, so the result is dropped.
 pub fn line(args: std::fmt::Arguments<'_>) {
-    let text = format!("oominit: {args}\n");
-    let _ = std::io::stderr().write_all(text.as_bytes());
+    out(nix::libc::STDERR_FILENO, &format!("oominit: {args}\n"));
+}
+
+/// Write all of `text` to `fd`, dropping errors: a closed stream must not stop PID 1. SIGPIPE is
+/// blocked in oominit, so a closed pipe gives EPIPE here instead of killing it.
+pub fn out(fd: i32, mut text: &str) {
+    while !text.is_empty() {
+        // SAFETY: writing from a live slice.
+        match unsafe { nix::libc::write(fd, text.as_ptr().cast(), text.len()) } {
+            n if n > 0 => text = text.get(n as usize..).unwrap_or(""),
+            -1 if nix::errno::Errno::last() == nix::errno::Errno::EINTR => {}
+            _ => return,
+        }
+    }
 }
 
 #[macro_export]

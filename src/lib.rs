@@ -1,46 +1,58 @@
 //! oominit: a PID-1 init for containers that tells the truth about out-of-memory kills.
 //!
 //! The algorithm, in the order it runs: parse the command line ([`cli`]); block every signal and
-//! read them from a signalfd ([`signals`]); become a subreaper when not PID 1; start the command
-//! clean ([`spawn`]); then one event loop that forwards signals and reaps zombies ([`supervise`]);
-//! exit with the command's code.
+//! read them from a signalfd ([`signals`]); become a subreaper when not PID 1; find the memory
+//! cgroup and read its OOM counters ([`cgroup`], [`oomwatch`]); start the command clean
+//! ([`spawn`]); then one event loop that forwards signals, reaps zombies and reports OOM kills as
+//! they happen ([`supervise`]); decide what happened and write the exit record ([`record`],
+//! [`sink`]); exit with the command's code, or the OOM exit code under `--strict`.
 
+pub mod cgroup;
 pub mod cli;
 pub mod diag;
 pub mod error;
+pub mod oomscore;
+pub mod oomwatch;
 pub mod procfs;
 pub mod reap;
+pub mod record;
 pub mod signals;
+pub mod sink;
 pub mod spawn;
 pub mod supervise;
+pub mod timer;
 
 use std::ffi::OsString;
 
 use nix::libc;
 
+use crate::cgroup::Cgroup;
 use crate::cli::{Action, Config};
 use crate::error::{Error, EXIT_FATAL, EXIT_USAGE};
+use crate::oomwatch::{Observed, OomWatch};
 use crate::reap::Status;
+use crate::record::{ExitRecord, MainEnd, MainInfo, OomInfo, Verdict};
+use crate::sink::Sink;
 
 /// Everything `main` does; returns the process exit code.
 pub fn main_entry(args: Vec<OsString>) -> i32 {
     match cli::parse(args, &|k| std::env::var(k).ok()) {
         Err(e) => {
-            eprintln!("oominit: {e} (see 'oominit --help')");
+            diag::line(format_args!("{e} (see 'oominit --help')"));
             EXIT_USAGE
         }
         Ok(Action::Help) => {
-            print!("{}", cli::HELP);
+            diag::out(libc::STDOUT_FILENO, cli::HELP);
             0
         }
         Ok(Action::Version) => {
-            println!("oominit {}", env!("CARGO_PKG_VERSION"));
+            diag::out(libc::STDOUT_FILENO, concat!("oominit ", env!("CARGO_PKG_VERSION"), "\n"));
             0
         }
         Ok(Action::Run(cfg)) => match run(&cfg) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("oominit: {e}");
+                diag::line(format_args!("{e}"));
                 EXIT_FATAL
             }
         },
@@ -49,6 +61,7 @@ pub fn main_entry(args: Vec<OsString>) -> i32 {
 
 fn run(cfg: &Config) -> Result<i32, Error> {
     diag::set_level(cfg.verbosity);
+    let started = std::time::Instant::now();
     let sigfd = signals::block_and_open()?;
     become_reaper(cfg);
     if let Some(sig) = cfg.pdeath_signal {
@@ -57,19 +70,76 @@ fn run(cfg: &Config) -> Result<i32, Error> {
             diag!(1, "cannot set the parent-death signal: {}", std::io::Error::last_os_error());
         }
     }
+    let sink = Sink::open(&cfg.record);
+    let mut watch = OomWatch::start(Cgroup::discover(), &sink);
+    let setup = spawn::ChildSetup { oom_score_adj: if cfg.protect { oomscore::protect() } else { None } };
 
-    let setup = spawn::ChildSetup { oom_score_adj: None };
-    let main = match spawn::spawn(&cfg.command, &setup) {
-        Ok(pid) => pid,
+    let (pid, end, spawn_error) = match spawn::spawn(&cfg.command, &setup) {
+        Ok(pid) => {
+            diag!(2, "started '{}' as {pid}", cfg.command[0].to_string_lossy());
+            let status = supervise::supervise(cfg, &sigfd, pid, &mut watch)?;
+            (Some(pid), MainEnd::Ended(status), None)
+        }
         Err(e) => {
-            eprintln!("oominit: cannot run '{}': {e}", cfg.command[0].to_string_lossy());
-            return Ok(e.exit_code());
+            diag::line(format_args!("cannot run '{}': {e}", cfg.command[0].to_string_lossy()));
+            (None, MainEnd::SpawnFailed, Some(e))
         }
     };
-    diag!(2, "started '{}' as {main}", cfg.command[0].to_string_lossy());
 
-    let status = supervise::supervise(cfg, &sigfd, main, &mut supervise::NoWatch)?;
-    Ok(exit_code(cfg, status))
+    let observed = watch.finish();
+    let mut record = exit_record(cfg, pid, end, observed, started);
+    if let Some(e) = spawn_error {
+        record.exit_code = e.exit_code();
+        record.main.spawn_error = Some(e.to_string());
+    }
+    sink.write_line(&record.to_line());
+    if let Some(path) = &cfg.termination_log {
+        if sink::termination_log(path, &record.compact()) {
+            diag!(2, "exit record written to {}", path.display());
+        }
+    }
+    Ok(record.exit_code)
+}
+
+/// Decide what happened and what oominit exits with.
+fn exit_record(
+    cfg: &Config,
+    pid: Option<i32>,
+    end: MainEnd,
+    observed: Observed,
+    started: std::time::Instant,
+) -> ExitRecord {
+    let kills = observed.delta.oom_kill.unwrap_or(0);
+    let verdict = record::verdict(end, kills);
+    let mut exit_code = match end {
+        MainEnd::Ended(status) => remapped(cfg, status),
+        MainEnd::SpawnFailed => 0, // set by the caller from the spawn error
+    };
+    // --strict: a hidden OOM kill (main exited 0) becomes a failure restart policies can see.
+    let strict_applied =
+        cfg.strict && verdict == Verdict::LeafOom && end == MainEnd::Ended(Status::Exited(0));
+    if strict_applied {
+        exit_code = cfg.oom_exit_code;
+    }
+    ExitRecord {
+        event: "exit",
+        schema: record::SCHEMA,
+        verdict,
+        exit_code,
+        strict_applied,
+        main: MainInfo::new(pid, &cfg.command, end),
+        oom: OomInfo {
+            kills,
+            main_killed: verdict == Verdict::MainOom,
+            scope: record::scope(&observed.delta),
+            victims: Vec::new(),
+            victims_omitted: 0,
+            counters: observed.delta,
+        },
+        memory: observed.memory,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        time: record::now_rfc3339(),
+    }
 }
 
 /// Orphans go to the nearest subreaper, or to PID 1. When oominit is not PID 1 (`docker run
@@ -86,7 +156,7 @@ fn become_reaper(cfg: &Config) {
 }
 
 /// The child's code, 128+N for signal N, and 0 for a code remapped with `-e`.
-fn exit_code(cfg: &Config, status: Status) -> i32 {
+fn remapped(cfg: &Config, status: Status) -> i32 {
     let code = status.code();
     if cfg.remap_to_zero.contains(&code) {
         0

@@ -6,14 +6,12 @@
 //! kills the rest of the namespace), or, with `--grace`, TERM the rest, wait, then KILL.
 
 use std::os::fd::BorrowedFd;
-use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::libc::{self, pid_t};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::signalfd::SignalFd;
-use nix::sys::time::TimeSpec;
-use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+use nix::sys::timerfd::TimerFd;
 
 use crate::cli::Config;
 use crate::diag;
@@ -21,17 +19,19 @@ use crate::error::{Context, Error};
 use crate::procfs;
 use crate::reap::{self, Status};
 use crate::signals;
+use crate::timer;
 
 const SIGNALS: u64 = 0;
-const WATCH: u64 = 1;
-const GRACE: u64 = 2;
+const GRACE: u64 = 1;
+/// Watcher descriptors are WATCH, WATCH + 1, …
+const WATCH: u64 = 2;
 
 /// What the loop reports to whoever watches the container alongside it (the cgroup watcher).
 pub trait Watcher {
-    /// A descriptor to wake on, if this watcher has one.
-    fn fd(&self) -> Option<BorrowedFd<'_>>;
-    /// The descriptor became readable.
-    fn on_wake(&mut self);
+    /// Descriptors to wake on (the cgroup watch, a re-check timer), fixed for the whole run.
+    fn fds(&self) -> Vec<BorrowedFd<'_>>;
+    /// Descriptor number `which` of [`Watcher::fds`] became readable.
+    fn on_wake(&mut self, which: usize);
     /// Processes were reaped (the main one is marked).
     fn on_reap(&mut self, exits: &[(pid_t, Status)], main: pid_t);
 }
@@ -40,10 +40,10 @@ pub trait Watcher {
 pub struct NoWatch;
 
 impl Watcher for NoWatch {
-    fn fd(&self) -> Option<BorrowedFd<'_>> {
-        None
+    fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        Vec::new()
     }
-    fn on_wake(&mut self) {}
+    fn on_wake(&mut self, _: usize) {}
     fn on_reap(&mut self, _: &[(pid_t, Status)], _: pid_t) {}
 }
 
@@ -65,8 +65,10 @@ pub fn supervise(
 ) -> Result<Status, Error> {
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).context("creating the epoll set")?;
     epoll.add(sigfd, EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS)).context("watching the signalfd")?;
-    if let Some(fd) = watcher.fd() {
-        epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, WATCH)).context("watching the cgroup")?;
+    for (i, fd) in watcher.fds().into_iter().enumerate() {
+        epoll
+            .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, WATCH + i as u64))
+            .context("watching the cgroup")?;
     }
 
     let is_pid1 = std::process::id() == 1;
@@ -83,7 +85,6 @@ pub fn supervise(
         for ev in &events[..n] {
             match ev.data() {
                 SIGNALS => reap_now |= forward_signals(cfg, sigfd, main, main_status.is_some()),
-                WATCH => watcher.on_wake(),
                 GRACE => {
                     if let Phase::Grace(timer) = &phase {
                         let _ = timer.wait();
@@ -92,7 +93,7 @@ pub fn supervise(
                         phase = Phase::Killing;
                     }
                 }
-                _ => {}
+                w => watcher.on_wake((w - WATCH) as usize),
             }
         }
         if !reap_now {
@@ -115,9 +116,14 @@ pub fn supervise(
         match (&phase, cfg.grace) {
             (Phase::Running, None) => return Ok(status),
             (Phase::Running, Some(grace)) => {
-                diag!(2, "main process ended: SIGTERM to the remaining processes, {grace:?} to exit");
+                diag!(
+                    2,
+                    "main process ended: SIGTERM to the remaining processes, {} ms to exit",
+                    grace.as_millis()
+                );
                 signal_rest(is_pid1, libc::SIGTERM);
-                let timer = arm_timer(grace)?;
+                let timer = timer::new()?;
+                timer::arm(&timer, grace)?;
                 epoll
                     .add(&timer, EpollEvent::new(EpollFlags::EPOLLIN, GRACE))
                     .context("watching the grace timer")?;
@@ -138,6 +144,12 @@ fn forward_signals(cfg: &Config, sigfd: &SignalFd, main: pid_t, main_gone: bool)
         let signo = info.ssi_signo as i32;
         if signo == libc::SIGCHLD {
             chld = true;
+            continue;
+        }
+        // Raised by oominit against itself, such as SIGPIPE from writing a record to a closed
+        // pipe (blocked, so it queues here instead of killing PID 1): not the command's business.
+        if info.ssi_pid == std::process::id() {
+            diag!(3, "{} raised by oominit itself: not forwarded", signals::name(signo));
             continue;
         }
         if main_gone {
@@ -170,15 +182,4 @@ fn signal_rest(is_pid1: bool, signo: i32) {
             let _ = signals::send(pid, signo);
         }
     }
-}
-
-fn arm_timer(after: Duration) -> Result<TimerFd, Error> {
-    let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK)
-        .context("creating the grace timer")?;
-    // A zero timespec would disarm the timer instead of firing it at once.
-    let after = after.max(Duration::from_nanos(1));
-    timer
-        .set(Expiration::OneShot(TimeSpec::from_duration(after)), TimerSetTimeFlags::empty())
-        .context("arming the grace timer")?;
-    Ok(timer)
 }

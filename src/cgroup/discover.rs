@@ -1,0 +1,200 @@
+//! Finding this process's memory cgroup directory from `/proc/self/cgroup` and
+//! `/proc/self/mountinfo`, on every layout: cgroup v2; cgroup v1; hybrid hosts where cgroup2 is
+//! mounted but the memory controller is on v1; cgroup namespaces where the path is `/`; mounts
+//! whose root is not `/` (Docker on v1 mounts `/docker/<id>` of the hierarchy).
+
+use std::path::PathBuf;
+
+use super::Version;
+
+/// The memory hierarchy's path for this process, from `/proc/self/cgroup`.
+/// A v1 line naming the memory controller wins over the v2 line: on a hybrid host the v2 line is
+/// there too, but its hierarchy has no memory controller.
+pub fn memory_path(proc_cgroup: &str) -> Option<(Version, &str)> {
+    let mut v2 = None;
+    for line in proc_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if id != "0" && controllers.split(',').any(|c| c == "memory") {
+            return Some((Version::V1, path));
+        }
+        if id == "0" && controllers.is_empty() {
+            v2 = Some((Version::V2, path));
+        }
+    }
+    v2
+}
+
+/// One line of mountinfo, the fields we need (proc(5)).
+#[derive(Debug, PartialEq)]
+pub struct Mount {
+    pub root: String,
+    pub mount_point: String,
+    pub fstype: String,
+    pub super_options: String,
+}
+
+pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|line| {
+            // id parent major:minor root mount-point options [optional...] - fstype source super-options
+            let (left, right) = line.split_once(" - ")?;
+            let mut l = left.split(' ');
+            let root = unescape(l.nth(3)?);
+            let mount_point = unescape(l.next()?);
+            let mut r = right.split(' ');
+            let fstype = r.next()?.to_string();
+            let super_options = r.nth(1).unwrap_or("").to_string();
+            Some(Mount { root, mount_point, fstype, super_options })
+        })
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo` octal.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = b[i + 1..i + 4].iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
+            if let Ok(v) = u8::try_from(v) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The directory of the cgroup at `path` (as `/proc/self/cgroup` gives it), below a mount of
+/// the right hierarchy. Among several mounts, the one whose root is the longest prefix wins.
+pub fn locate(version: Version, path: &str, mounts: &[Mount]) -> Result<PathBuf, String> {
+    let wanted = |m: &&Mount| match version {
+        Version::V1 => m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == "memory"),
+        Version::V2 => m.fstype == "cgroup2",
+    };
+    let candidates: Vec<&Mount> = mounts.iter().filter(wanted).collect();
+    if candidates.is_empty() {
+        return Err(format!("no {} filesystem with the memory controller is mounted", version.fs_name()));
+    }
+    let best = candidates
+        .iter()
+        .filter_map(|m| relative(path, &m.root).map(|rel| (m, rel)))
+        .max_by_key(|(m, _)| m.root.len());
+    match best {
+        Some((m, rel)) => Ok(PathBuf::from(&m.mount_point).join(rel.trim_start_matches('/'))),
+        // A path outside every mount's root ("/../.." when the process sits outside its cgroup
+        // namespace's root): the cgroup exists but this mount namespace cannot reach it.
+        None => Err(format!("cgroup {path} is outside every mounted {} root", version.fs_name())),
+    }
+}
+
+/// `path` relative to a mount's `root`, if it lies below it.
+fn relative<'a>(path: &'a str, root: &str) -> Option<&'a str> {
+    if root == "/" {
+        return path.starts_with('/').then_some(path);
+    }
+    let rest = path.strip_prefix(root)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn find(cgroup: &str, mountinfo: &str) -> Result<(Version, PathBuf), String> {
+        let (v, path) = memory_path(cgroup).ok_or("no memory line")?;
+        Ok((v, locate(v, path, &parse_mountinfo(mountinfo))?))
+    }
+
+    #[test]
+    fn hybrid_host_memory_is_on_v1() {
+        // This machine: cgroup2 mounted at /sys/fs/cgroup/unified, memory on v1.
+        let got =
+            find(include_str!("fixtures/hybrid-host.cgroup"), include_str!("fixtures/hybrid-host.mountinfo"));
+        assert_eq!(
+            got,
+            Ok((
+                Version::V1,
+                PathBuf::from("/sys/fs/cgroup/memory/process_api/7bfff33d082f8e51578d4653def89348")
+            ))
+        );
+    }
+
+    #[test]
+    fn docker_v1_mount_root_is_stripped() {
+        // A real container: the memory hierarchy is mounted read-only with root /docker/<id>.
+        let got =
+            find(include_str!("fixtures/docker-v1.cgroup"), include_str!("fixtures/docker-v1.mountinfo"));
+        assert_eq!(got, Ok((Version::V1, PathBuf::from("/sys/fs/cgroup/memory"))));
+    }
+
+    #[test]
+    fn docker_v1_in_a_cgroup_namespace() {
+        let got = find(
+            include_str!("fixtures/docker-v1-cgroupns.cgroup"),
+            include_str!("fixtures/docker-v1-cgroupns.mountinfo"),
+        );
+        assert_eq!(got, Ok((Version::V1, PathBuf::from("/sys/fs/cgroup/memory"))));
+    }
+
+    #[test]
+    fn pure_v2_in_a_cgroup_namespace() {
+        // Docker 20+ on a cgroup v2 host: one line `0::/`, cgroup2 mounted read-only at /sys/fs/cgroup.
+        let mountinfo = "1283 1282 0:27 / /sys/fs/cgroup ro,nosuid,nodev,noexec,relatime - cgroup2 cgroup rw,nsdelegate,memory_recursiveprot\n";
+        assert_eq!(find("0::/\n", mountinfo), Ok((Version::V2, PathBuf::from("/sys/fs/cgroup"))));
+    }
+
+    #[test]
+    fn v2_host_path_below_the_mount() {
+        let mountinfo = "35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n";
+        let cgroup = "0::/system.slice/docker-4f1c.scope\n";
+        assert_eq!(
+            find(cgroup, mountinfo),
+            Ok((Version::V2, PathBuf::from("/sys/fs/cgroup/system.slice/docker-4f1c.scope")))
+        );
+    }
+
+    #[test]
+    fn nothing_mounted_says_why() {
+        let err = find(include_str!("fixtures/docker-v1.cgroup"), "").unwrap_err();
+        assert!(err.contains("no cgroup (v1) filesystem"), "{err}");
+        assert_eq!(memory_path(""), None);
+        assert_eq!(memory_path("garbage\n::\n1:cpu:/\n"), None);
+    }
+
+    #[test]
+    fn path_outside_the_mount_root() {
+        let mountinfo = "78 74 0:32 /docker/abc /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n";
+        assert!(find("4:memory:/other\n", mountinfo).is_err());
+        assert!(find("4:memory:/docker/abcdef\n", mountinfo).is_err(), "a prefix of a name is not a parent");
+        assert_eq!(
+            find("4:memory:/docker/abc/sub\n", mountinfo),
+            Ok((Version::V1, PathBuf::from("/sys/fs/cgroup/memory/sub")))
+        );
+    }
+
+    #[test]
+    fn escaped_mount_points() {
+        let m = parse_mountinfo("40 31 0:37 / /mnt/with\\040space rw - cgroup2 none rw\n");
+        assert_eq!(m[0].mount_point, "/mnt/with space");
+        assert_eq!(unescape("a\\1"), "a\\1");
+        assert_eq!(unescape("\\"), "\\");
+        assert_eq!(unescape("\\999x"), "\\999x");
+    }
+
+    #[test]
+    fn mountinfo_with_optional_fields_and_garbage() {
+        let text =
+            "35 24 0:30 / /sys/fs/cgroup rw shared:9 master:2 - cgroup2 cgroup2 rw\nnonsense\n\n1 2 3\n";
+        let m = parse_mountinfo(text);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].fstype, "cgroup2");
+    }
+}

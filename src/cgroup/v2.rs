@@ -1,0 +1,42 @@
+//! cgroup v2's memory controller: `memory.events` (hierarchical: kills in sub-cgroups count),
+//! `memory.max`, `memory.peak` (kernel 5.19+), `memory.current`.
+
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+
+use super::{keyed, Cgroup, Counters, Memory, Watch};
+
+pub const EVENTS: &str = "memory.events";
+pub const FILES: &[&str] = &["memory.max", "memory.peak", "memory.current"];
+
+pub fn counters(cg: &Cgroup) -> std::io::Result<Counters> {
+    let mut buf = [0u8; 1024];
+    let ev = cg.read(EVENTS, &mut buf)?;
+    Ok(Counters {
+        oom_kill: keyed::get(ev, "oom_kill"),
+        oom: keyed::get(ev, "oom"),
+        oom_group_kill: keyed::get(ev, "oom_group_kill"),
+        max: keyed::get(ev, "max"),
+        high: keyed::get(ev, "high"),
+        failcnt: None,
+        memsw_failcnt: None,
+        peak_at_limit: None,
+    })
+}
+
+pub fn memory(cg: &Cgroup) -> Memory {
+    Memory {
+        limit_bytes: cg.number("memory.max").flatten(),
+        peak_bytes: cg.number("memory.peak").flatten(),
+        usage_bytes: cg.number("memory.current").flatten(),
+    }
+}
+
+/// The kernel raises a file-modified event on `memory.events` whenever one of its counters
+/// changes (cgroup_file_notify), `max` and `oom` included, so every wake re-reads and compares.
+pub fn watch(cg: &Cgroup) -> Result<Watch, String> {
+    let ino =
+        Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).map_err(|e| format!("inotify: {e}"))?;
+    ino.add_watch(&cg.file(EVENTS), AddWatchFlags::IN_MODIFY)
+        .map_err(|e| format!("watching {EVENTS}: {e}"))?;
+    Ok(Watch::Inotify(ino))
+}

@@ -1,0 +1,124 @@
+//! Where records go: `--record stdout|stderr|fd:N|PATH`, and Kubernetes' termination log.
+//!
+//! Reporting must never stop the command from running: a sink that cannot be opened falls back
+//! to stderr with one warning, and write errors are dropped.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::libc;
+
+/// Where `--record` points, as parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    Stdout,
+    Stderr,
+    Fd(RawFd),
+    Path(PathBuf),
+}
+
+impl Target {
+    pub fn parse(spec: &str) -> Result<Target, String> {
+        Ok(match spec {
+            "" => return Err("--record: empty target".into()),
+            "stdout" | "-" => Target::Stdout,
+            "stderr" => Target::Stderr,
+            s if s.starts_with("fd:") => Target::Fd(
+                s[3..].parse().map_err(|_| format!("--record: '{s}' is not fd:N with N a number"))?,
+            ),
+            s => Target::Path(PathBuf::from(s)),
+        })
+    }
+}
+
+pub enum Sink {
+    Fd(RawFd),
+    File(File),
+}
+
+impl Sink {
+    pub fn open(target: &Target) -> Sink {
+        let fallback = |why: String| {
+            crate::diag::line(format_args!("records go to stderr: {why}"));
+            Sink::Fd(libc::STDERR_FILENO)
+        };
+        match target {
+            Target::Stdout => Sink::Fd(libc::STDOUT_FILENO),
+            Target::Stderr => Sink::Fd(libc::STDERR_FILENO),
+            Target::Fd(fd) => {
+                // SAFETY: only inspected and flagged here; the descriptor stays the caller's.
+                let bfd = unsafe { BorrowedFd::borrow_raw(*fd) };
+                match fcntl(bfd, FcntlArg::F_GETFD) {
+                    // Close-on-exec, so the command does not inherit oominit's record channel.
+                    Ok(flags) => {
+                        let flags = FdFlag::from_bits_truncate(flags) | FdFlag::FD_CLOEXEC;
+                        let _ = fcntl(bfd, FcntlArg::F_SETFD(flags));
+                        Sink::Fd(*fd)
+                    }
+                    Err(e) => fallback(format!("--record fd:{fd}: {e}")),
+                }
+            }
+            Target::Path(p) => match OpenOptions::new().append(true).create(true).mode(0o644).open(p) {
+                Ok(f) => Sink::File(f),
+                Err(e) => fallback(format!("--record {}: {e}", p.display())),
+            },
+        }
+    }
+
+    /// One line in one write where the kernel allows it, so it does not interleave mid-line with
+    /// the command's own output on a shared stderr.
+    pub fn write_line(&self, json: &str) {
+        let mut line = String::with_capacity(json.len() + 1);
+        line.push_str(json);
+        line.push('\n');
+        let fd = match self {
+            Sink::Fd(fd) => *fd,
+            Sink::File(f) => f.as_raw_fd(),
+        };
+        crate::diag::out(fd, &line);
+    }
+}
+
+/// Write `text` to Kubernetes' termination log if that file exists, is writable and is still
+/// empty: the application may have written its own message, which wins. Returns whether it wrote.
+pub fn termination_log(path: &Path, text: &str) -> bool {
+    // No O_CREAT: outside Kubernetes the file does not exist and nothing is written.
+    let Ok(mut f) = OpenOptions::new().write(true).custom_flags(libc::O_CLOEXEC).open(path) else {
+        return false;
+    };
+    match f.metadata() {
+        Ok(m) if m.len() == 0 => f.write_all(text.as_bytes()).is_ok(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(Target::parse("stdout"), Ok(Target::Stdout));
+        assert_eq!(Target::parse("stderr"), Ok(Target::Stderr));
+        assert_eq!(Target::parse("fd:3"), Ok(Target::Fd(3)));
+        assert_eq!(Target::parse("/run/x.json"), Ok(Target::Path("/run/x.json".into())));
+        assert!(Target::parse("fd:x").is_err());
+        assert!(Target::parse("").is_err());
+    }
+
+    #[test]
+    fn termination_log_only_when_present_and_empty() {
+        let p = std::env::temp_dir().join(format!("oominit-tl-{}", std::process::id()));
+        assert!(!termination_log(&p, "{}"), "absent: not created");
+        assert!(!p.exists());
+        std::fs::write(&p, "").unwrap();
+        assert!(termination_log(&p, "{\"a\":1}"));
+        assert!(!termination_log(&p, "{\"b\":2}"), "not empty any more");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":1}");
+        std::fs::remove_file(&p).unwrap();
+    }
+}

@@ -1,0 +1,258 @@
+//! OOM detection against real OOM kills in real memory cgroups (cgroup v1 on this project's
+//! machines; cgroup v2 in the VM suite): the verdict, the scope, live events, `--strict`, the
+//! record sinks, the termination log, and what happens without a usable cgroupfs.
+
+mod common;
+
+use std::process::Output;
+
+use common::*;
+
+const MIB: u64 = 1 << 20;
+
+fn memhog() -> String {
+    example("memhog").display().to_string()
+}
+
+/// `sh -c SCRIPT` under oominit in `cg`, with `{memhog}` replaced by the workload's path.
+fn sh(cg: &MemCgroup, flags: &[&str], script: &str) -> Output {
+    let script = script.replace("{memhog}", &memhog());
+    let mut args: Vec<&str> = flags.to_vec();
+    args.extend(["--", "sh", "-c", &script]);
+    run_cmd(&mut cg.oominit(&args))
+}
+
+#[test]
+fn main_process_oom_killed() {
+    let cg = MemCgroup::new("32M");
+    let out = run_cmd(&mut cg.oominit(&["--", &memhog(), "128"]));
+    assert_eq!(code(&out), 137, "{}", stderr(&out));
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["verdict"], "main_oom");
+    assert_eq!(r["exit_code"], 137);
+    assert_eq!(r["main"]["signal"], 9);
+    assert_eq!(r["main"]["exit_code"], serde_json::Value::Null);
+    assert_eq!(r["oom"]["kills"], 1);
+    assert_eq!(r["oom"]["main_killed"], true);
+    assert_eq!(r["oom"]["scope"], "limit");
+    assert_eq!(r["memory"]["cgroup"], "v1");
+    assert_eq!(r["memory"]["watch"], "eventfd");
+    assert_eq!(r["memory"]["limit_bytes"], 32 * MIB);
+    let events = oom_events(&out.stderr);
+    assert_eq!(events.len(), 1, "one live event: {}", stderr(&out));
+    assert_eq!(events[0]["kills"], 1);
+    assert_eq!(events[0]["scope"], "limit");
+}
+
+#[test]
+fn leaf_oom_killed_while_main_exits_0() {
+    let cg = MemCgroup::new("32M");
+    let out = sh(&cg, &[], "{memhog} 128; exit 0");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["verdict"], "leaf_oom");
+    assert_eq!(r["exit_code"], 0);
+    assert_eq!(r["strict_applied"], false);
+    assert_eq!(r["main"]["exit_code"], 0);
+    assert_eq!(r["oom"]["kills"], 1);
+    assert_eq!(r["oom"]["main_killed"], false);
+    assert_eq!(r["oom"]["scope"], "limit");
+}
+
+#[test]
+fn strict_turns_a_hidden_oom_into_137() {
+    let cg = MemCgroup::new("32M");
+    let out = sh(&cg, &["--strict"], "{memhog} 128; exit 0");
+    assert_eq!(code(&out), 137, "{}", stderr(&out));
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["verdict"], "leaf_oom");
+    assert_eq!(r["main"]["exit_code"], 0, "the record keeps what main returned");
+    assert_eq!(r["exit_code"], 137);
+    assert_eq!(r["strict_applied"], true);
+
+    let out = run_cmd(
+        cg.oominit(&["--", "sh", "-c", &format!("{} 128; exit 0", memhog())]).env("OOMINIT_STRICT", "1"),
+    );
+    assert_eq!(code(&out), 137, "OOMINIT_STRICT=1: {}", stderr(&out));
+
+    let out = sh(&cg, &["--strict", "--oom-exit-code", "3"], "{memhog} 128; exit 0");
+    assert_eq!(code(&out), 3);
+
+    // --strict changes nothing when main itself failed: its own code stands.
+    let out = sh(&cg, &["--strict"], "{memhog} 128; exit 5");
+    assert_eq!(code(&out), 5);
+    assert_eq!(exit_record(&out.stderr)["strict_applied"], false);
+}
+
+#[test]
+fn three_leaves_killed_one_after_another() {
+    let cg = MemCgroup::new("32M");
+    let out = sh(&cg, &[], "{memhog} 128; {memhog} 128; {memhog} 128; exit 0");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let kills: Vec<u64> = oom_events(&out.stderr).iter().map(|e| e["kills"].as_u64().unwrap()).collect();
+    assert_eq!(kills, vec![1, 2, 3], "{}", stderr(&out));
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["verdict"], "leaf_oom");
+    assert_eq!(r["oom"]["kills"], 3);
+}
+
+#[test]
+fn kill_9_is_not_an_oom() {
+    let cg = MemCgroup::new("64M");
+    let out = sh(&cg, &[], "kill -9 $$");
+    assert_eq!(code(&out), 137);
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["verdict"], "signaled");
+    assert_eq!(r["main"]["signal_name"], "SIGKILL");
+    assert_eq!(r["oom"]["kills"], 0);
+    assert_eq!(r["oom"]["scope"], serde_json::Value::Null);
+    assert!(oom_events(&out.stderr).is_empty());
+}
+
+#[test]
+fn clean_run_reports_peak_and_limit() {
+    let cg = MemCgroup::new("64M");
+    let out = run_cmd(&mut cg.oominit(&["--", &memhog(), "16"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["verdict"], "clean");
+    assert_eq!(r["memory"]["limit_bytes"], 64 * MIB);
+    let peak = r["memory"]["peak_bytes"].as_u64().unwrap();
+    assert!((16 * MIB..=64 * MIB).contains(&peak), "peak {peak} for 16 MiB touched under 64 MiB");
+    assert!(r["memory"]["usage_bytes"].as_u64().unwrap() <= 64 * MIB);
+    assert_eq!(r["oom"]["kills"], 0);
+    assert_eq!(r["main"]["argv"], serde_json::json!([memhog(), "16"]));
+    assert!(r["duration_ms"].as_u64().is_some());
+
+    let out = sh(&cg, &[], "exit 3");
+    assert_eq!(code(&out), 3);
+    assert_eq!(exit_record(&out.stderr)["verdict"], "failed");
+}
+
+#[test]
+fn spawn_failure_is_recorded() {
+    let out = run(&["--", "/no/such/command"]);
+    assert_eq!(code(&out), 127);
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["verdict"], "spawn_failed");
+    assert_eq!(r["exit_code"], 127);
+    assert_eq!(r["main"]["pid"], serde_json::Value::Null);
+    assert!(r["main"]["spawn_error"].as_str().unwrap().contains("No such file"));
+}
+
+/// Run `script` in a private mount namespace, as root: it prepares the mounts, moves into `cg`
+/// and becomes oominit with `args`.
+fn in_mount_namespace(cg: &MemCgroup, prepare: &str, args: &[&str]) -> Output {
+    let script = format!("echo $$ > {}/cgroup.procs && {prepare} && exec \"$@\"", cg.dir.display());
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script, "sh"]).arg(oominit()).args(args);
+    let out = run_cmd(&mut cmd);
+    assert!(
+        !stderr(&out).contains("unshare: "),
+        "these tests need a mount namespace (root, CAP_SYS_ADMIN): {}",
+        stderr(&out)
+    );
+    out
+}
+
+#[test]
+fn read_only_cgroupfs_still_counts() {
+    // Docker's default: the memory hierarchy mounted read-only, so the v1 eventfd cannot be
+    // registered (EROFS). The kills must be counted all the same.
+    let cg = MemCgroup::new("32M");
+    let ro = "mount -o remount,bind,ro /sys/fs/cgroup/memory";
+    let leaf = format!("{} 128; exit 0", memhog());
+    let out = in_mount_namespace(&cg, ro, &["-v", "--", "sh", "-c", &leaf]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["memory"]["watch"], "reap");
+    assert_eq!(r["verdict"], "leaf_oom");
+    assert_eq!(r["oom"]["kills"], 1);
+    let says = stderr(&out).matches("Read-only file system").count();
+    assert_eq!(says, 1, "-v says so once: {}", stderr(&out));
+
+    let out = in_mount_namespace(&cg, ro, &["--", &memhog(), "128"]);
+    assert_eq!(code(&out), 137);
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["verdict"], "main_oom");
+    assert_eq!(r["memory"]["watch"], "reap");
+}
+
+#[test]
+fn no_cgroupfs_at_all() {
+    let cg = MemCgroup::new("64M");
+    let out = in_mount_namespace(&cg, "umount -R /sys/fs/cgroup", &["--", "sh", "-c", "exit 3"]);
+    assert_eq!(code(&out), 3, "the exit code passes through: {}", stderr(&out));
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["verdict"], "failed");
+    assert_eq!(r["memory"]["cgroup"], serde_json::Value::Null);
+    assert_eq!(r["memory"]["watch"], serde_json::Value::Null);
+    let why = r["memory"]["unavailable"].as_str().unwrap();
+    assert!(why.contains("no cgroup (v1) filesystem"), "{why}");
+}
+
+#[test]
+fn record_sinks() {
+    let cg = MemCgroup::new("64M");
+    let out = run_cmd(&mut cg.oominit(&["--record", "stdout", "--", "sh", "-c", "echo hello; exit 4"]));
+    assert_eq!(code(&out), 4);
+    assert!(records(&out.stderr).is_empty());
+    assert!(stdout(&out).starts_with("hello\n"));
+    assert_eq!(exit_record(&out.stdout)["main"]["exit_code"], 4);
+
+    let path = std::env::temp_dir().join(format!("oominit-record-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let leaf = format!("{} 128; exit 0", memhog());
+    let p = path.to_str().unwrap();
+    let out = run_cmd(&mut cg.oominit(&["--record", p, "--", "sh", "-c", &leaf]));
+    assert_eq!(code(&out), 0);
+    let text = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(oom_events(&text).len(), 1);
+    assert_eq!(exit_record(&text)["verdict"], "leaf_oom");
+
+    // fd:N: the descriptor is oominit's; the command must not inherit it.
+    let out = run_cmd(&mut cg.command(
+        std::path::Path::new("sh"),
+        &["-c", &format!("exec 7>&1; exec {} --record fd:7 -- sh -c 'ls /proc/$$/fd'", oominit().display())],
+    ));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let fds: Vec<String> = stdout(&out).lines().filter(|l| !l.starts_with('{')).map(String::from).collect();
+    assert!(!fds.contains(&"7".to_string()), "fd 7 leaked into the command: {fds:?}");
+    assert_eq!(exit_record(&out.stdout)["verdict"], "clean");
+
+    let out = run(&["--record", "/nonexistent-dir/x.jsonl", "--", "true"]);
+    assert_eq!(code(&out), 0, "a bad record path must not stop the command");
+    assert!(stderr(&out).contains("records go to stderr"));
+    assert_eq!(exit_record(&out.stderr)["verdict"], "clean");
+}
+
+#[test]
+fn termination_log_written_once_compact_and_valid() {
+    let cg = MemCgroup::new("32M");
+    let path = std::env::temp_dir().join(format!("oominit-termlog-{}", std::process::id()));
+    std::fs::write(&path, "").unwrap();
+    let p = path.to_str().unwrap();
+    // A long argv must not push the record past 1024 bytes.
+    let long = "x".repeat(3000);
+    let script = format!("{} 128; exit 0 # {long}", memhog());
+    let out = run_cmd(&mut cg.oominit(&["--termination-log", p, "--", "sh", "-c", &script, &long, &long]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.len() < 1024, "{} bytes", text.len());
+    let rec: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_valid(&rec);
+    assert_eq!(rec["verdict"], "leaf_oom");
+    assert_eq!(rec["oom"]["kills"], 1);
+
+    // Not empty any more (the application, or an earlier run, wrote it): left alone.
+    let out = run_cmd(&mut cg.oominit(&["--termination-log", p, "--", "true"]));
+    assert_eq!(code(&out), 0);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+
+    // Disabled: nothing written even to an empty file.
+    std::fs::write(&path, "").unwrap();
+    run_cmd(&mut cg.oominit(&["--termination-log", p, "--no-termination-log", "--", "true"]));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+    std::fs::remove_file(&path).unwrap();
+}
