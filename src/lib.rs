@@ -42,11 +42,11 @@ pub fn main_entry(args: Vec<OsString>) -> i32 {
             EXIT_USAGE
         }
         Ok(Action::Help) => {
-            diag::out(libc::STDOUT_FILENO, cli::HELP);
+            diag::out(libc::STDOUT_FILENO, cli::HELP.as_bytes());
             0
         }
         Ok(Action::Version) => {
-            diag::out(libc::STDOUT_FILENO, concat!("oominit ", env!("CARGO_PKG_VERSION"), "\n"));
+            diag::out(libc::STDOUT_FILENO, concat!("oominit ", env!("CARGO_PKG_VERSION"), "\n").as_bytes());
             0
         }
         Ok(Action::Run(cfg)) => match run(&cfg) {
@@ -72,11 +72,17 @@ fn run(cfg: &Config) -> Result<i32, Error> {
     }
     let sink = Sink::open(&cfg.record);
     let mut watch = OomWatch::start(Cgroup::discover(), &sink);
-    let setup = spawn::ChildSetup { oom_score_adj: if cfg.protect { oomscore::protect() } else { None } };
 
-    let (pid, end, spawn_error) = match spawn::spawn(&cfg.command, &setup) {
+    let (pid, end, spawn_error) = match spawn::spawn(&cfg.command) {
         Ok(pid) => {
             diag!(2, "started '{}' as {pid}", cfg.command[0].to_string_lossy());
+            // After the fork, in parallel with the command's exec: the command keeps the
+            // oom_score_adj it inherited, and none of this delays its start.
+            if cfg.protect {
+                oomscore::protect();
+            }
+            prefault_stack();
+            watch.arm();
             let status = supervise::supervise(cfg, &sigfd, pid, &mut watch)?;
             (Some(pid), MainEnd::Ended(status), None)
         }
@@ -92,7 +98,7 @@ fn run(cfg: &Config) -> Result<i32, Error> {
         record.exit_code = e.exit_code();
         record.main.spawn_error = Some(e.to_string());
     }
-    sink.write_line(&record.to_line());
+    sink.write_line(format!("{}\n", record.to_line()).as_bytes());
     if let Some(path) = &cfg.termination_log {
         if sink::termination_log(path, &record.compact()) {
             diag!(2, "exit record written to {}", path.display());
@@ -109,7 +115,7 @@ fn exit_record(
     observed: Observed,
     started: std::time::Instant,
 ) -> ExitRecord {
-    let kills = observed.delta.oom_kill.unwrap_or(0);
+    let kills = observed.delta.kills();
     let verdict = record::verdict(end, kills);
     let mut exit_code = match end {
         MainEnd::Ended(status) => remapped(cfg, status),
@@ -140,6 +146,19 @@ fn exit_record(
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         time: record::now_rfc3339(),
     }
+}
+
+/// Touch a stack reserve now, while the cgroup has room. The stack grows a page at a time on
+/// first touch, and a first touch while the cgroup is at its limit is a charge it cannot meet:
+/// seen in the VM, oominit's own page faults then invoked the OOM killer, which took the main
+/// process. Pages a stack has grown into stay mapped, so later deep calls cost nothing.
+#[inline(never)]
+fn prefault_stack() {
+    let mut reserve = [0u8; 64 * 1024];
+    for page in reserve.chunks_mut(4096) {
+        page[0] = 1;
+    }
+    std::hint::black_box(&mut reserve);
 }
 
 /// Orphans go to the nearest subreaper, or to PID 1. When oominit is not PID 1 (`docker run

@@ -57,7 +57,7 @@ pub fn verdict(end: MainEnd, kills: u64) -> Verdict {
 
 /// Where the kills came from, judged from counter deltas; None when nothing was killed.
 pub fn scope(delta: &Counters) -> Option<Scope> {
-    match delta.oom_kill.unwrap_or(0) {
+    match delta.kills() {
         0 => None,
         _ if delta.hit_own_limit() => Some(Scope::Limit),
         _ => Some(Scope::Outside),
@@ -290,6 +290,22 @@ mod tests {
         assert_eq!(scope(&c(1, Some(0), None)), Some(Scope::Outside), "v2 host-wide or ancestor OOM");
         assert_eq!(scope(&c(1, None, Some(39))), Some(Scope::Limit), "v1 own limit");
         assert_eq!(scope(&c(1, None, Some(0))), Some(Scope::Outside), "v1 host-wide OOM");
+    }
+
+    #[test]
+    fn group_kill_counts_each_process_once() {
+        // memory.events after a group kill of sh, sleep and memhog (VM, kernel 6.1).
+        let text = "low 0\nhigh 0\nmax 19\noom 1\noom_kill 4\noom_group_kill 1\n";
+        let get = |k| crate::cgroup::keyed::get(text, k);
+        let c = Counters {
+            oom_kill: get("oom_kill"),
+            oom: get("oom"),
+            oom_group_kill: get("oom_group_kill"),
+            ..Default::default()
+        };
+        assert_eq!(c.kills(), 3);
+        assert_eq!(scope(&c), Some(Scope::Limit));
+        assert_eq!(Counters { oom_kill: Some(2), ..Default::default() }.kills(), 2, "v1 has no group kills");
     }
 
     #[test]

@@ -69,17 +69,14 @@ impl Sink {
         }
     }
 
-    /// One line in one write where the kernel allows it, so it does not interleave mid-line with
-    /// the command's own output on a shared stderr.
-    pub fn write_line(&self, json: &str) {
-        let mut line = String::with_capacity(json.len() + 1);
-        line.push_str(json);
-        line.push('\n');
+    /// One line, newline included by the caller, in one write where the kernel allows it, so it
+    /// does not interleave mid-line with the command's own output on a shared stderr.
+    pub fn write_line(&self, line: &[u8]) {
         let fd = match self {
             Sink::Fd(fd) => *fd,
             Sink::File(f) => f.as_raw_fd(),
         };
-        crate::diag::out(fd, &line);
+        crate::diag::out(fd, line);
     }
 }
 

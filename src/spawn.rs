@@ -13,12 +13,6 @@ use nix::libc;
 
 use crate::error::{EXIT_FATAL, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND};
 
-/// What the child must be given back before exec.
-pub struct ChildSetup {
-    /// The `oom_score_adj` oominit found at start, when it lowered its own.
-    pub oom_score_adj: Option<i32>,
-}
-
 /// Why the command never ran.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SpawnError {
@@ -47,7 +41,7 @@ impl std::fmt::Display for SpawnError {
 }
 
 /// Fork and exec the command; returns its pid, which is also its process group.
-pub fn spawn(argv: &[OsString], setup: &ChildSetup) -> Result<libc::pid_t, SpawnError> {
+pub fn spawn(argv: &[OsString]) -> Result<libc::pid_t, SpawnError> {
     // Everything the child needs is built before fork: a forked child should not allocate.
     let einval = SpawnError { errno: Errno::EINVAL, exec: true };
     let args: Vec<CString> =
@@ -57,7 +51,6 @@ pub fn spawn(argv: &[OsString], setup: &ChildSetup) -> Result<libc::pid_t, Spawn
     }
     let mut ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
-    let adj = setup.oom_score_adj.map(|v| v.to_string());
 
     let mut pipe = [0; 2];
     // SAFETY: pipe2 writes two descriptors into the array.
@@ -71,7 +64,7 @@ pub fn spawn(argv: &[OsString], setup: &ChildSetup) -> Result<libc::pid_t, Spawn
     if pid == 0 {
         unsafe {
             libc::close(rd);
-            child_setup(adj.as_deref().map(str::as_bytes));
+            child_setup();
             libc::execvp(ptrs[0], ptrs.as_ptr());
             let err = Errno::last_raw().to_ne_bytes();
             libc::write(wr, err.as_ptr().cast(), err.len());
@@ -105,7 +98,7 @@ pub fn spawn(argv: &[OsString], setup: &ChildSetup) -> Result<libc::pid_t, Spawn
 
 /// Runs in the child between fork and exec. Errors here are deliberately ignored: each step is a
 /// nicety that must not stop the command from running.
-unsafe fn child_setup(oom_score_adj: Option<&[u8]>) {
+unsafe fn child_setup() {
     // Own process group, so `-g` and the terminal's job control address it and its children.
     libc::setpgid(0, 0);
     // Take the terminal's foreground so the shell or REPL we run can read and get ^C. The kernel
@@ -113,16 +106,6 @@ unsafe fn child_setup(oom_score_adj: Option<&[u8]>) {
     // still oominit's full one here. ENOTTY (no terminal) is the usual, fine, answer.
     if libc::isatty(libc::STDIN_FILENO) == 1 {
         libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpgrp());
-    }
-    if let Some(bytes) = oom_score_adj {
-        // oominit lowered its own to -1000 to survive to report; children inherit it, and a
-        // container's processes must stay as killable as they were. Raising never needs a
-        // privilege.
-        let fd = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-        if fd >= 0 {
-            libc::write(fd, bytes.as_ptr().cast(), bytes.len());
-            libc::close(fd);
-        }
     }
     // Default dispositions: Rust's runtime ignores SIGPIPE, a parent may have ignored others, and
     // an ignored disposition survives exec. Raw rt_sigaction because glibc's wrappers refuse 32

@@ -256,3 +256,21 @@ fn termination_log_written_once_compact_and_valid() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
     std::fs::remove_file(&path).unwrap();
 }
+
+#[test]
+fn earlier_kills_and_limit_hits_are_not_counted() {
+    // The baseline is read before the command starts: what happened in the cgroup before (an
+    // earlier run, a restarted container) must not show in this run's record.
+    let cg = MemCgroup::memory_only("32M");
+    let first = run_cmd(&mut cg.oominit(&["--", &memhog(), "128"]));
+    let r = exit_record(&first.stderr);
+    assert_eq!(r["verdict"], "main_oom");
+    assert!(r["oom"]["counters"]["failcnt"].as_u64().unwrap() > 0, "the first run must raise failcnt: {r}");
+    let out = run_cmd(&mut cg.oominit(&["--", "sh", "-c", "exit 0"]));
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["verdict"], "clean");
+    assert_eq!(r["oom"]["kills"], 0);
+    assert_eq!(r["oom"]["counters"]["oom_kill"], 0);
+    assert_eq!(r["oom"]["counters"]["failcnt"], 0, "{}", r["oom"]["counters"]);
+    assert_eq!(r["oom"]["counters"]["memsw_failcnt"], 0, "{}", r["oom"]["counters"]);
+}

@@ -10,9 +10,9 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use super::{keyed, Cgroup, Counters, Memory, Watch};
 
 pub const OOM_CONTROL: &str = "memory.oom_control";
+/// Counters besides `memory.oom_control`: part of the baseline, so open before the command starts.
+pub const COUNTERS: &[&str] = &["memory.failcnt", "memory.memsw.failcnt"];
 pub const FILES: &[&str] = &[
-    "memory.failcnt",
-    "memory.memsw.failcnt",
     "memory.limit_in_bytes",
     "memory.max_usage_in_bytes",
     "memory.usage_in_bytes",

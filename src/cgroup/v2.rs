@@ -6,6 +6,7 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use super::{keyed, Cgroup, Counters, Memory, Watch};
 
 pub const EVENTS: &str = "memory.events";
+pub const COUNTERS: &[&str] = &[];
 pub const FILES: &[&str] = &["memory.max", "memory.peak", "memory.current"];
 
 pub fn counters(cg: &Cgroup) -> std::io::Result<Counters> {
