@@ -1,137 +1,304 @@
 #!/usr/bin/env python3
-"""oominit against tini-static, measured in one run, interleaved: size, start-and-exit, idle RSS,
-idle wakeups. Prints a table with medians and ratios against tini-static, and checks the budgets.
+"""oominit against tini (tini-static), dumb-init and catatonit, every figure measured in the same
+run, interleaved: binary size, start-and-exit, idle RSS and wakeups (as PID 1 and not), a burst of
+orphaned zombies, signal forwarding latency; and, for oominit alone, OOM detection latency and the
+cost of its exit record. Prints one table with medians and ratios against tini-static, and checks
+the budgets. No timing here is asserted by `cargo test`.
 
-Usage: bench/run [--rounds N] [--calls N] [--idle-seconds S]   (bench/run builds and installs first)
-No timing here is asserted by `cargo test`: these machines are shared; only ratios from one run mean
-anything.
+Usage: bench/run [--rounds N] [--calls N] [--idle-seconds S] [--signals N] [--ooms N]
 """
 import argparse
+import ctypes
 import os
+import select
+import signal
 import statistics
 import subprocess
 import sys
 import time
 
-def spawn_wait(argv):
-    pid = os.posix_spawn(argv[0], argv, os.environ)
-    _, status = os.waitpid(pid, 0)
-    return status
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "target", "x86_64-unknown-linux-musl", "release", "examples")
+INITS = {
+    "oominit": None,  # from --oominit
+    "tini-static": "/usr/bin/tini-static",
+    "dumb-init": "/usr/bin/dumb-init",
+    "catatonit": "/usr/bin/catatonit",
+}
 
-def init_argv(init, as_pid1=False):
-    """tini runs with -s when not PID 1, as the budgets say; oominit needs no flag for that."""
-    return [init] + (["-s"] if "tini" in os.path.basename(init) and not as_pid1 else []) + ["--"]
 
-def start_exit(init, calls):
-    """Median wall time of one `INIT -- /bin/true` over `calls` calls, in microseconds."""
-    argv = (init_argv(init) if init else []) + ["/bin/true"]
+def argv(name, as_pid1=False):
+    """How each init is invoked: tini needs -s when it is not PID 1 (the budget compares with
+    `tini-static -s`); the others need nothing."""
+    extra = ["-s"] if name == "tini-static" and not as_pid1 else []
+    return [INITS[name]] + extra + ["--"]
+
+
+def spawn_wait(cmd, env=None):
+    pid = os.posix_spawn(cmd[0], cmd, env or os.environ)
+    return os.waitpid(pid, 0)[1]
+
+
+def start_exit(cmd, calls):
     times = []
     for _ in range(calls):
         t0 = time.perf_counter_ns()
-        status = spawn_wait(argv)
+        status = spawn_wait(cmd)
         times.append((time.perf_counter_ns() - t0) / 1000)
         if status != 0:
-            sys.exit(f"{argv} exited with status {status}")
+            sys.exit(f"{cmd} exited with status {status}")
     return statistics.median(times)
 
-def proc_status(pid, key):
+
+def status_kb(pid, key):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     raise KeyError(key)
 
-def ctxt(pid):
-    return proc_status(pid, "voluntary_ctxt_switches") + proc_status(pid, "nonvoluntary_ctxt_switches")
 
-def init_pid(proc, as_pid1):
-    """The init's host pid: the process itself, or unshare's forked child when it runs as PID 1."""
-    if not as_pid1:
-        return proc.pid
-    for _ in range(200):
+def ctxt(pid):
+    return status_kb(pid, "voluntary_ctxt_switches") + status_kb(pid, "nonvoluntary_ctxt_switches")
+
+
+def child_of(pid):
+    """unshare's forked child: the init, PID 1 of the new namespace."""
+    for _ in range(500):
         try:
-            with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
                 kids = f.read().split()
             if kids:
                 return int(kids[0])
         except FileNotFoundError:
             pass
-        time.sleep(0.01)
+        time.sleep(0.005)
     sys.exit("unshare did not start the init")
 
-def idle(init, as_pid1, seconds):
-    """(RSS in kB, wakeups per minute) of the init sitting idle in front of `sleep`."""
-    argv = init_argv(init, as_pid1) + ["sleep", str(seconds + 5)]
-    if as_pid1:
-        argv = ["unshare", "--pid", "--fork", "--mount-proc"] + argv
-    proc = subprocess.Popen(argv)
+
+def in_pidns(cmd):
+    return ["unshare", "--pid", "--fork", "--mount-proc"] + cmd
+
+
+def idle_all(seconds):
+    """Every init idle at once (they do nothing), as PID 1 and not: RSS in kB, wakeups/minute."""
+    procs = {}
+    for name in INITS:
+        for pid1 in (False, True):
+            cmd = argv(name, pid1) + ["sleep", str(seconds + 10)]
+            p = subprocess.Popen(in_pidns(cmd) if pid1 else cmd, stderr=subprocess.DEVNULL)
+            procs[(name, pid1)] = p
+    pids = {k: (child_of(p.pid) if k[1] else p.pid) for k, p in procs.items()}
+    time.sleep(1.0)
+    rss = {k: status_kb(pid, "VmRSS") for k, pid in pids.items()}
+    c0 = {k: ctxt(pid) for k, pid in pids.items()}
+    time.sleep(seconds)
+    wake = {k: (ctxt(pid) - c0[k]) * 60.0 / seconds for k, pid in pids.items()}
+    for p in procs.values():
+        p.kill()
+        p.wait()
+    return rss, wake
+
+
+def zombie_burst(name, n):
+    """CPU time (ms) the init spends as PID 1 while n orphaned zombies are handed to it, and how
+    many were left unreaped."""
+    cmd = in_pidns(argv(name, True) + [os.path.join(EXAMPLES, "orphans"), str(n), "1.5"])
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    init = child_of(p.pid)
+    line = p.stdout.readline().strip()  # printed once every zombie is gone (or 20 s passed)
+    with open(f"/proc/{init}/schedstat") as f:
+        cpu_ns = int(f.read().split()[0])
+    p.wait()
+    left = int(line.split("left=")[1]) if "left=" in line else -1
+    return cpu_ns / 1e6, left
+
+
+def signal_latency(name, count):
+    """SIGTERM to the init until the child's sigwait returns, all pinned to CPU 0: µs samples."""
+    os.sched_setaffinity(0, {0})
+    p = subprocess.Popen(["taskset", "-c", "0"] + argv(name) + [os.path.join(EXAMPLES, "sigstamp")],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        pid = init_pid(proc, as_pid1)
-        time.sleep(0.5)
-        rss = proc_status(pid, "VmRSS")
-        c0 = ctxt(pid)
-        time.sleep(seconds)
-        wakeups = (ctxt(pid) - c0) * 60.0 / seconds
-        return rss, wakeups
+        assert p.stdout.readline().strip() == "ready"
+        time.sleep(0.05)
+        samples = []
+        for _ in range(count):
+            t0 = time.monotonic_ns()
+            os.kill(p.pid, signal.SIGTERM)
+            t1 = int(p.stdout.readline())
+            samples.append((t1 - t0) / 1000)
+        os.kill(p.pid, signal.SIGINT)
+        p.wait(timeout=5)
     finally:
-        proc.kill()
-        proc.wait()
+        if p.poll() is None:
+            p.kill()
+        os.sched_setaffinity(0, set(range(os.cpu_count())))
+    return samples
+
+
+def own_memory_cgroup():
+    for line in open("/proc/self/cgroup"):
+        parts = line.strip().split(":", 2)
+        if "memory" in parts[1].split(","):
+            return "/sys/fs/cgroup/memory" + parts[2]
+    return None
+
+
+def oom_latency(oominit, runs):
+    """Kernel's 'Killed process' (/dev/kmsg, corrected to CLOCK_MONOTONIC) to the arrival of
+    oominit's live event, for a leaf killed under a 32 MiB cgroup v1 limit: ms samples."""
+    base = own_memory_cgroup()
+    if not base:
+        return None
+    cg = os.path.join(base, f"oominit-bench-{os.getpid()}")
+    os.mkdir(cg)
+    samples = []
+    try:
+        with open(os.path.join(cg, "memory.limit_in_bytes"), "w") as f:
+            f.write("32M")
+        kmsg = os.open("/dev/kmsg", os.O_RDWR | os.O_NONBLOCK)
+        hog = os.path.join(EXAMPLES, "memhog")
+        for _ in range(runs):
+            os.lseek(kmsg, 0, os.SEEK_END)
+            mark = time.monotonic_ns() // 1000
+            os.write(kmsg, f"oominit-bench-clock {mark}\n".encode())
+            script = f"echo $$ > {cg}/cgroup.procs && exec {oominit} --record stdout -- sh -c '{hog} 128 >/dev/null; exit 0'"
+            p = subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            arrival = None
+            for line in p.stdout:
+                if b'"event":"oom"' in line and arrival is None:
+                    arrival = time.monotonic_ns() // 1000
+            p.wait()
+            offset, killed = None, None
+            while True:
+                try:
+                    rec = os.read(kmsg, 8192).decode(errors="replace")
+                except BlockingIOError:
+                    break
+                ts = int(rec.split(",")[2])
+                if "oominit-bench-clock" in rec:
+                    offset = ts - int(rec.rsplit(" ", 1)[1])
+                elif "Killed process" in rec and killed is None:
+                    killed = ts
+            if arrival and killed and offset is not None:
+                samples.append((arrival - (killed - offset)) / 1000)
+        os.close(kmsg)
+    finally:
+        for _ in range(50):
+            try:
+                os.rmdir(cg)
+                break
+            except OSError:
+                time.sleep(0.05)
+    return samples
+
+
+def in_mount_ns(fn, drop_cgroupfs):
+    """Run fn() in a forked child with its own mount namespace, with or without cgroupfs; both
+    variants run the same way, so only the cgroup differs. Returns fn()'s result."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        ok = libc.unshare(0x00020000) == 0  # CLONE_NEWNS
+        ok = ok and libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None) == 0  # MS_REC|MS_PRIVATE
+        ok = ok and (not drop_cgroupfs or libc.umount2(b"/sys/fs/cgroup", 2) == 0)  # MNT_DETACH
+        os.write(w, repr(fn() if ok else None).encode())
+        os._exit(0)
+    os.close(w)
+    out = os.read(r, 4096).decode()
+    os.waitpid(pid, 0)
+    return eval(out)
+
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--oominit", required=True)
-    ap.add_argument("--tini", default="/usr/bin/tini-static")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--calls", type=int, default=200)
-    ap.add_argument("--idle-seconds", type=float, default=5)
+    ap.add_argument("--idle-seconds", type=float, default=20)
+    ap.add_argument("--zombies", type=int, default=5000)
+    ap.add_argument("--signals", type=int, default=300)
+    ap.add_argument("--ooms", type=int, default=10)
     a = ap.parse_args()
-    inits = {"oominit": a.oominit, "tini-static": a.tini}
+    INITS["oominit"] = a.oominit
+    names = list(INITS)
+    os.dup2(os.open("/dev/null", os.O_WRONLY), 2)  # the inits' own stderr (oominit's record)
+    rows = []  # (measure, {init: value}, budget on oominit/tini, unit note)
 
-    rows = []
-    size = {k: os.path.getsize(v) for k, v in inits.items()}
-    rows.append(("static binary size (bytes)", size["oominit"], size["tini-static"], 0.71))
+    rows.append(("static binary size (bytes)", {n: os.path.getsize(INITS[n]) for n in names}, 0.71))
 
-    # Paired A/B rounds, order alternating, so drift on a shared machine hits both alike.
-    se = {k: [] for k in inits}
-    base = []
+    se = {n: [] for n in names + ["/bin/true"]}
     for r in range(a.rounds):
-        order = list(inits) if r % 2 == 0 else list(reversed(inits))
-        for k in order:
-            se[k].append(start_exit(inits[k], a.calls))
-        base.append(start_exit(None, a.calls))
-    med = {k: statistics.median(v) for k, v in se.items()}
-    rows.append(("start-and-exit, INIT -- /bin/true (us, median)", med["oominit"], med["tini-static"], 1.0))
-    true_med = statistics.median(base)
+        order = names[r % len(names):] + names[:r % len(names)]  # rotate: drift hits all alike
+        for n in order:
+            se[n].append(start_exit(argv(n) + ["/bin/true"], a.calls))
+        se["/bin/true"].append(start_exit(["/bin/true"], a.calls))
+    rows.append(("start-and-exit, INIT -- /bin/true (µs, median)", {n: statistics.median(se[n]) for n in names}, 1.0))
+    true_us = statistics.median(se["/bin/true"])
 
-    for as_pid1 in (False, True):
-        where = "as PID 1" if as_pid1 else "not PID 1"
-        res = {}
-        for k in (["oominit", "tini-static"] if as_pid1 else ["tini-static", "oominit"]):
-            res[k] = idle(inits[k], as_pid1, a.idle_seconds)
-        rows.append((f"idle RSS, {where} (kB)", res["oominit"][0], res["tini-static"][0], 1.0))
-        rows.append((f"idle wakeups/min, {where}", res["oominit"][1], res["tini-static"][1], None))
+    rss, wake = idle_all(a.idle_seconds)
+    for pid1 in (False, True):
+        where = "as PID 1" if pid1 else "not PID 1"
+        rows.append((f"idle RSS, {where} (kB)", {n: rss[(n, pid1)] for n in names}, 1.0))
+        rows.append((f"idle wakeups per minute, {where}", {n: wake[(n, pid1)] for n in names}, "zero"))
 
-    print(f"{'measure':52} {'oominit':>12} {'tini-static':>12} {'ratio':>7}  budget")
-    failed = []
-    for name, o, t, budget in rows:
-        ratio = o / t if t else float("inf") if o else 1.0
+    burst = {n: zombie_burst(n, a.zombies) for n in names}
+    rows.append((f"{a.zombies} orphaned zombies as PID 1: init CPU (ms)", {n: burst[n][0] for n in names}, 1.0))
+    rows.append((f"{a.zombies} orphaned zombies: left unreaped", {n: burst[n][1] for n in names}, "zero"))
+
+    lat = {n: signal_latency(n, a.signals) for n in names}
+    rows.append(("SIGTERM forwarding latency, one CPU (µs, median)", {n: statistics.median(lat[n]) for n in names}, 1.0))
+    rows.append(("SIGTERM forwarding latency, one CPU (µs, p99)",
+                 {n: sorted(lat[n])[int(len(lat[n]) * 0.99) - 1] for n in names}, None))
+
+    width = 52
+    print(f"{'measure':{width}} " + " ".join(f"{n:>12}" for n in names) + f" {'oominit/tini':>12}  budget")
+    missed = []
+    for measure, vals, budget in rows:
+        o, t = vals["oominit"], vals["tini-static"]
+        ratio = o / t if t else (0.0 if o == 0 else float("inf"))
         verdict = ""
-        if budget is not None:
-            verdict = f"<= {budget}: " + ("ok" if ratio <= budget else "MISSED")
-            if ratio > budget:
-                failed.append(name)
-        elif "wakeups" in name:
+        if budget == "zero":
             verdict = "0: " + ("ok" if o == 0 else "MISSED")
-            if o != 0:
-                failed.append(name)
-        print(f"{name:52} {o:12.1f} {t:12.1f} {ratio:7.3f}  {verdict}")
-    print(f"{'(/bin/true alone, us, median)':52} {true_med:12.1f}")
-    print(f"rounds={a.rounds} calls/round={a.calls} idle={a.idle_seconds}s kernel={os.uname().release} cpus={os.cpu_count()}")
-    if failed:
-        print("budgets missed: " + "; ".join(failed))
+            missed += [measure] if o != 0 else []
+        elif budget is not None:
+            verdict = f"<= {budget}: " + ("ok" if ratio <= budget else "MISSED")
+            missed += [f"{measure} ({ratio:.3f})"] if ratio > budget else []
+        print(f"{measure:{width}} " + " ".join(f"{vals[n]:12.1f}" for n in names) + f" {ratio:12.3f}  {verdict}")
+    print(f"{'/bin/true alone (µs, median)':{width}} {true_us:12.1f}")
+
+    print("\noominit alone:")
+    ooms = oom_latency(a.oominit, a.ooms)
+    if ooms:
+        s = sorted(ooms)
+        print(f"  OOM detection latency, kernel kill to live event (cgroup v1, this host): median {statistics.median(s):.2f} ms, "
+              f"max {s[-1]:.2f} ms over {len(s)} kills")
+    else:
+        print("  OOM detection latency: not measured (needs root, a cgroup v1 memory cgroup and /dev/kmsg)")
+    cmd = [a.oominit, "--", "/bin/true"]
+    with_cg, without_cg = [], []
+    for _ in range(max(3, a.rounds // 2)):
+        w = in_mount_ns(lambda: start_exit(cmd, a.calls), False)
+        wo = in_mount_ns(lambda: start_exit(cmd, a.calls), True)
+        if w is not None and wo is not None:
+            with_cg.append(w)
+            without_cg.append(wo)
+    if without_cg:
+        w, wo = statistics.median(with_cg), statistics.median(without_cg)
+        print(f"  start-and-exit with a memory cgroup {w:.1f} µs, without cgroupfs {wo:.1f} µs: "
+              f"finding and watching the cgroup costs {w - wo:.1f} µs per container start "
+              f"(the record itself is written either way)")
+    print(f"\nrounds={a.rounds} calls/round={a.calls} idle={a.idle_seconds}s zombies={a.zombies} signals={a.signals} "
+          f"kernel={os.uname().release} cpus={os.cpu_count()}")
+    print("dumb-init is Debian's dynamically linked build: its size excludes glibc, its RSS includes shared pages.")
+    if missed:
+        print("budgets missed: " + "; ".join(missed))
         return 1
     print("all budgets met")
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,9 +1,10 @@
 //! Test workload: makes N orphaned zombies and checks that the init reaps them all.
 //!
-//! `orphans N`: a middle process forks N children that exit at once, then exits without reaping
-//! them, so the kernel hands N zombies to the init (PID 1 or the nearest subreaper). Then this
-//! process waits until no zombie whose parent is the init is left, up to 20 s, prints
-//! `orphans=N left=K` and exits 0 only when K is 0.
+//! `orphans N [HOLD]`: a middle process forks N children that exit at once, then exits without
+//! reaping them, so the kernel hands N zombies to the init (PID 1 or the nearest subreaper). Then
+//! this process waits until no zombie whose parent is the init is left, up to 20 s, prints
+//! `orphans=N left=K`, waits HOLD seconds (default 0; the benchmark reads the init's CPU time
+//! then) and exits 0 only when K is 0.
 
 use std::time::{Duration, Instant};
 
@@ -51,5 +52,7 @@ fn main() {
         left = zombies_of(init);
     }
     println!("orphans={n} left={left}");
+    let hold: f64 = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(0.0);
+    std::thread::sleep(Duration::from_secs_f64(hold));
     std::process::exit(if left == 0 { 0 } else { 1 });
 }

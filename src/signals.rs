@@ -5,6 +5,8 @@
 //! drops a signal sent to a namespace's init whose disposition is SIG_DFL, but a blocked signal
 //! "is never ignored" (kernel/signal.c `sig_ignored`), so it is queued and reaches the signalfd.
 
+use std::os::fd::AsRawFd;
+
 use nix::libc;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -129,6 +131,38 @@ pub fn block_and_open() -> Result<SignalFd, Error> {
         .context("blocking signals")?;
     SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .context("creating the signalfd")
+}
+
+/// Every signal pending on the signalfd, in one read where there are at most eight: one read(2)
+/// per forwarded signal, where reading until EAGAIN would cost a second. The epoll set is
+/// level-triggered, so a ninth is picked up on the next wake.
+pub fn read_batch(sigfd: &SignalFd) -> Batch {
+    let mut batch = Batch { infos: [unsafe { std::mem::zeroed() }; 8], len: 0 };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    loop {
+        // SAFETY: reading plain-old-data records into a buffer of that size.
+        let n = unsafe {
+            libc::read(sigfd.as_raw_fd(), batch.infos.as_mut_ptr().cast(), size * batch.infos.len())
+        };
+        if n >= 0 {
+            batch.len = n as usize / size;
+            return batch;
+        }
+        if nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+            return batch;
+        }
+    }
+}
+
+pub struct Batch {
+    infos: [libc::signalfd_siginfo; 8],
+    len: usize,
+}
+
+impl Batch {
+    pub fn iter(&self) -> impl Iterator<Item = &libc::signalfd_siginfo> {
+        self.infos[..self.len].iter()
+    }
 }
 
 /// Send a raw signal number (real-time ones included, which nix's `Signal` cannot name).

@@ -71,7 +71,9 @@ pub fn supervise(
             .context("watching the cgroup")?;
     }
 
-    let is_pid1 = std::process::id() == 1;
+    // getpid() is a syscall under musl; asked once, not once per signal.
+    let me = std::process::id();
+    let is_pid1 = me == 1;
     let mut phase = Phase::Running;
     let mut main_status = None;
     let mut events = [EpollEvent::empty(); 4];
@@ -84,7 +86,7 @@ pub fn supervise(
         let mut reap_now = false;
         for ev in &events[..n] {
             match ev.data() {
-                SIGNALS => reap_now |= forward_signals(cfg, sigfd, main, main_status.is_some()),
+                SIGNALS => reap_now |= forward_signals(cfg, sigfd, me, main, main_status.is_some()),
                 GRACE => {
                     if let Phase::Grace(timer) = &phase {
                         let _ = timer.wait();
@@ -137,10 +139,9 @@ pub fn supervise(
 }
 
 /// Drain the signalfd: forward each signal (rewritten as asked), and say whether SIGCHLD came.
-fn forward_signals(cfg: &Config, sigfd: &SignalFd, main: pid_t, main_gone: bool) -> bool {
+fn forward_signals(cfg: &Config, sigfd: &SignalFd, me: u32, main: pid_t, main_gone: bool) -> bool {
     let mut chld = false;
-    // SFD_NONBLOCK: read until EAGAIN, which nix reports as Ok(None).
-    while let Ok(Some(info)) = sigfd.read_signal() {
+    for info in signals::read_batch(sigfd).iter() {
         let signo = info.ssi_signo as i32;
         if signo == libc::SIGCHLD {
             chld = true;
@@ -148,7 +149,7 @@ fn forward_signals(cfg: &Config, sigfd: &SignalFd, main: pid_t, main_gone: bool)
         }
         // Raised by oominit against itself, such as SIGPIPE from writing a record to a closed
         // pipe (blocked, so it queues here instead of killing PID 1): not the command's business.
-        if info.ssi_pid == std::process::id() {
+        if info.ssi_pid == me {
             diag!(3, "{} raised by oominit itself: not forwarded", signals::name(signo));
             continue;
         }
