@@ -88,7 +88,11 @@ pub fn locate(version: Version, path: &str, mounts: &[Mount]) -> Result<PathBuf,
         .filter_map(|m| relative(path, &m.root).map(|rel| (m, rel)))
         .max_by_key(|(m, _)| m.root.len());
     match best {
-        Some((m, rel)) => Ok(PathBuf::from(&m.mount_point).join(rel.trim_start_matches('/'))),
+        // Not join("") for the mount root itself: that would print with a trailing slash.
+        Some((m, rel)) => Ok(match rel.trim_start_matches('/') {
+            "" => PathBuf::from(&m.mount_point),
+            rel => PathBuf::from(&m.mount_point).join(rel),
+        }),
         // A path outside every mount's root ("/../.." when the process sits outside its cgroup
         // namespace's root): the cgroup exists but this mount namespace cannot reach it.
         None => Err(format!("cgroup {path} is outside every mounted {} root", version.fs_name())),
@@ -133,6 +137,8 @@ mod tests {
         let got =
             find(include_str!("fixtures/docker-v1.cgroup"), include_str!("fixtures/docker-v1.mountinfo"));
         assert_eq!(got, Ok((Version::V1, PathBuf::from("/sys/fs/cgroup/memory"))));
+        // PathBuf equality ignores a trailing slash; the record's text must not have one.
+        assert_eq!(got.unwrap().1.to_str(), Some("/sys/fs/cgroup/memory"));
     }
 
     #[test]
