@@ -73,7 +73,7 @@ fn run(cfg: &Config) -> Result<i32, Error> {
     let sink = Sink::open(&cfg.record);
     let mut watch = OomWatch::start(Cgroup::discover(), &sink);
 
-    let (pid, end, spawn_error) = match spawn::spawn(&cfg.command) {
+    let (pid, end) = match spawn::spawn(&cfg.command) {
         Ok(pid) => {
             diag!(2, "started '{}' as {pid}", cfg.command[0].to_string_lossy());
             // After the fork, in parallel with the command's exec: the command keeps the
@@ -84,20 +84,18 @@ fn run(cfg: &Config) -> Result<i32, Error> {
             prefault_stack();
             watch.arm();
             let status = supervise::supervise(cfg, &sigfd, pid, &mut watch)?;
-            (Some(pid), MainEnd::Ended(status), None)
+            (Some(pid), MainEnd::Ended(status))
         }
         Err(e) => {
             diag::line(format_args!("cannot run '{}': {e}", cfg.command[0].to_string_lossy()));
-            (None, MainEnd::SpawnFailed, Some(e))
+            // For the figures: a null limit in the record would claim "unlimited".
+            watch.arm();
+            (None, MainEnd::SpawnFailed(e))
         }
     };
 
     let observed = watch.finish();
-    let mut record = exit_record(cfg, pid, end, observed, started);
-    if let Some(e) = spawn_error {
-        record.exit_code = e.exit_code();
-        record.main.spawn_error = Some(e.to_string());
-    }
+    let record = exit_record(cfg, pid, end, observed, started);
     sink.write_line(format!("{}\n", record.to_line()).as_bytes());
     if let Some(path) = &cfg.termination_log {
         if sink::termination_log(path, &record.compact()) {
@@ -119,7 +117,7 @@ fn exit_record(
     let verdict = record::verdict(end, kills);
     let mut exit_code = match end {
         MainEnd::Ended(status) => remapped(cfg, status),
-        MainEnd::SpawnFailed => 0, // set by the caller from the spawn error
+        MainEnd::SpawnFailed(e) => e.exit_code(),
     };
     // --strict: a hidden OOM kill (main exited 0) becomes a failure restart policies can see.
     let strict_applied =

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::cgroup::{Counters, Memory, Version};
 use crate::reap::Status;
 use crate::signals;
+use crate::spawn::SpawnError;
 
 pub const SCHEMA: u32 = 1;
 /// What a termination-log record must stay under: the kubelet keeps 4096 bytes per container and
@@ -37,16 +38,16 @@ pub enum Scope {
     Outside,
 }
 
-/// How the main process ended, if it ever started.
+/// How the main process ended, or why it never started.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum MainEnd {
-    SpawnFailed,
+    SpawnFailed(SpawnError),
     Ended(Status),
 }
 
 pub fn verdict(end: MainEnd, kills: u64) -> Verdict {
     match end {
-        MainEnd::SpawnFailed => Verdict::SpawnFailed,
+        MainEnd::SpawnFailed(_) => Verdict::SpawnFailed,
         MainEnd::Ended(Status::Signaled(nix::libc::SIGKILL)) if kills > 0 => Verdict::MainOom,
         MainEnd::Ended(_) if kills > 0 => Verdict::LeafOom,
         MainEnd::Ended(Status::Signaled(_)) => Verdict::Signaled,
@@ -137,7 +138,7 @@ impl MainInfo {
         let (exit_code, signal) = match end {
             MainEnd::Ended(Status::Exited(c)) => (Some(c), None),
             MainEnd::Ended(Status::Signaled(s)) => (None, Some(s)),
-            MainEnd::SpawnFailed => (None, None),
+            MainEnd::SpawnFailed(_) => (None, None),
         };
         MainInfo {
             pid,
@@ -145,7 +146,10 @@ impl MainInfo {
             exit_code,
             signal,
             signal_name: signal.map(signals::name),
-            spawn_error: None,
+            spawn_error: match end {
+                MainEnd::SpawnFailed(e) => Some(e.to_string()),
+                MainEnd::Ended(_) => None,
+            },
         }
     }
 }
@@ -274,7 +278,8 @@ mod tests {
         assert_eq!(verdict(Ended(Signaled(15)), 1), Verdict::LeafOom);
         assert_eq!(verdict(Ended(Exited(0)), 0), Verdict::Clean);
         assert_eq!(verdict(Ended(Exited(3)), 0), Verdict::Failed);
-        assert_eq!(verdict(SpawnFailed, 0), Verdict::SpawnFailed);
+        let enoent = SpawnError { errno: nix::errno::Errno::ENOENT, exec: true };
+        assert_eq!(verdict(SpawnFailed(enoent), 0), Verdict::SpawnFailed);
     }
 
     #[test]

@@ -138,6 +138,12 @@ fn spawn_failure_is_recorded() {
     assert_eq!(r["exit_code"], 127);
     assert_eq!(r["main"]["pid"], serde_json::Value::Null);
     assert!(r["main"]["spawn_error"].as_str().unwrap().contains("No such file"));
+    assert!(r["memory"].get("unavailable").is_none(), "{}", r["memory"]);
+    assert_eq!(r["memory"]["cgroup"], "v1");
+    assert!(
+        r["memory"]["usage_bytes"].as_u64().is_some(),
+        "figures are read even when the command never ran"
+    );
 }
 
 /// Run `script` in a private mount namespace, as root: it prepares the mounts, moves into `cg`
