@@ -228,6 +228,14 @@ impl Cgroup {
         }
     }
 
+    /// v1 only (None on v2, where `oom` says it): see [`Counters::peak_at_limit`].
+    pub fn limit_reached(&self) -> Option<bool> {
+        match self.version {
+            Version::V1 => Some(v1::limit_reached(self)),
+            Version::V2 => None,
+        }
+    }
+
     pub fn memory(&self) -> Memory {
         match self.version {
             Version::V1 => v1::memory(self),

@@ -32,12 +32,15 @@ pub fn counters(cg: &Cgroup) -> std::io::Result<Counters> {
         failcnt: cg.number("memory.failcnt").flatten(),
         // Absent where the kernel has no swap accounting.
         memsw_failcnt: cg.number("memory.memsw.failcnt").flatten(),
-        peak_at_limit: Some(
-            peak_at_limit(cg, "memory.max_usage_in_bytes", "memory.limit_in_bytes")
-                || peak_at_limit(cg, "memory.memsw.max_usage_in_bytes", "memory.memsw.limit_in_bytes"),
-        ),
         ..Counters::default()
     })
+}
+
+/// Whether the high-water mark of memory or memory+swap reached its limit. Four reads: done only
+/// once a kill is seen, where it decides the scope, not at every wake.
+pub fn limit_reached(cg: &Cgroup) -> bool {
+    peak_at_limit(cg, "memory.max_usage_in_bytes", "memory.limit_in_bytes")
+        || peak_at_limit(cg, "memory.memsw.max_usage_in_bytes", "memory.memsw.limit_in_bytes")
 }
 
 fn peak_at_limit(cg: &Cgroup, peak: &str, limit: &str) -> bool {
