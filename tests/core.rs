@@ -289,3 +289,17 @@ fn grace_as_pid1_terms_then_kills() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(stderr(&out).contains("SIGKILL"), "the grace should have run out: {}", stderr(&out));
 }
+
+#[test]
+fn child_gets_the_terminal_foreground() {
+    // A real pseudo-terminal from util-linux's `script`: the command must lead its own process
+    // group and be the terminal's foreground group, so it can read it and gets ^C.
+    let inner = format!("{} -- sh -c 'ps -o pid=,pgid=,tpgid= -p $$'", oominit().display());
+    let out = run_cmd(Command::new("script").args(["-qec", &inner, "/dev/null"]));
+    assert_eq!(code(&out), 0, "util-linux `script` and procps `ps` are needed: {}", stderr(&out));
+    let text = stdout(&out).replace('\r', "");
+    let ids: Vec<&str> = text.lines().next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(ids.len(), 3, "{text}");
+    assert_eq!(ids[0], ids[1], "own process group: {text}");
+    assert_eq!(ids[1], ids[2], "the terminal's foreground group: {text}");
+}
