@@ -151,7 +151,33 @@ mod tests {
     }
 
     #[test]
+    fn v2_in_a_cgroup_namespace_real() {
+        // Captured in the VM suite's container (kernel 6.1): new cgroup namespace, cgroup2
+        // mounted afresh inside it.
+        let got = find(
+            include_str!("fixtures/vm-v2-cgroupns.cgroup"),
+            include_str!("fixtures/vm-v2-cgroupns.mountinfo"),
+        );
+        assert_eq!(
+            got.map(|(v, p)| (v, p.display().to_string())),
+            Ok((Version::V2, "/sys/fs/cgroup".into()))
+        );
+    }
+
+    #[test]
+    fn v2_host_sub_cgroup_real() {
+        // Captured on the VM's host side (kernel 6.1): a process in /docker-4f1c, no namespace.
+        let got =
+            find(include_str!("fixtures/vm-v2-host.cgroup"), include_str!("fixtures/vm-v2-host.mountinfo"));
+        assert_eq!(
+            got.map(|(v, p)| (v, p.display().to_string())),
+            Ok((Version::V2, "/sys/fs/cgroup/docker-4f1c".into()))
+        );
+    }
+
+    #[test]
     fn pure_v2_in_a_cgroup_namespace() {
+        // Written in the format of Docker 20+ on a systemd cgroup v2 host (not captured here).
         // Docker 20+ on a cgroup v2 host: one line `0::/`, cgroup2 mounted read-only at /sys/fs/cgroup.
         let mountinfo = "1283 1282 0:27 / /sys/fs/cgroup ro,nosuid,nodev,noexec,relatime - cgroup2 cgroup rw,nsdelegate,memory_recursiveprot\n";
         assert_eq!(find("0::/\n", mountinfo), Ok((Version::V2, PathBuf::from("/sys/fs/cgroup"))));
@@ -159,6 +185,7 @@ mod tests {
 
     #[test]
     fn v2_host_path_below_the_mount() {
+        // Written in the format of a systemd cgroup v2 host (not captured here).
         let mountinfo = "35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n";
         let cgroup = "0::/system.slice/docker-4f1c.scope\n";
         assert_eq!(
