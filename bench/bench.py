@@ -19,7 +19,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXAMPLES = os.path.join(ROOT, "target", "x86_64-unknown-linux-musl", "release", "examples")
+EXAMPLES = None  # beside the oominit binary, set in main()
 INITS = {
     "oominit": None,  # from --oominit
     "tini-static": "/usr/bin/tini-static",
@@ -225,6 +225,8 @@ def main():
     ap.add_argument("--burst-rounds", type=int, default=5)
     a = ap.parse_args()
     INITS["oominit"] = a.oominit
+    global EXAMPLES
+    EXAMPLES = os.path.join(os.path.dirname(a.oominit), "examples")
     names = list(INITS)
     os.dup2(os.open("/dev/null", os.O_WRONLY), 2)  # the inits' own stderr (oominit's record)
     rows = []  # (measure, {init: value}, budget on oominit/tini, unit note)
