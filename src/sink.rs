@@ -53,10 +53,13 @@ impl Sink {
                 // SAFETY: only inspected and flagged here; the descriptor stays the caller's.
                 let bfd = unsafe { BorrowedFd::borrow_raw(*fd) };
                 match fcntl(bfd, FcntlArg::F_GETFD) {
-                    // Close-on-exec, so the command does not inherit oominit's record channel.
+                    // Close-on-exec, so the command does not inherit oominit's record channel;
+                    // but never 0-2, which the command shares (fd:1 is stdout, not a private pipe).
                     Ok(flags) => {
-                        let flags = FdFlag::from_bits_truncate(flags) | FdFlag::FD_CLOEXEC;
-                        let _ = fcntl(bfd, FcntlArg::F_SETFD(flags));
+                        if *fd > 2 {
+                            let flags = FdFlag::from_bits_truncate(flags) | FdFlag::FD_CLOEXEC;
+                            let _ = fcntl(bfd, FcntlArg::F_SETFD(flags));
+                        }
                         Sink::Fd(*fd)
                     }
                     Err(e) => fallback(format!("--record fd:{fd}: {e}")),

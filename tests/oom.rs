@@ -227,6 +227,12 @@ fn record_sinks() {
     assert!(!fds.contains(&"7".to_string()), "fd 7 leaked into the command: {fds:?}");
     assert_eq!(exit_record(&out.stdout)["verdict"], "clean");
 
+    // fd:1 is stdout itself: the command must keep it.
+    let out = run(&["--record", "fd:1", "--", "sh", "-c", "echo still here"]);
+    assert_eq!(code(&out), 0);
+    assert!(stdout(&out).starts_with("still here\n"), "{}", stdout(&out));
+    assert_eq!(exit_record(&out.stdout)["verdict"], "clean");
+
     let out = run(&["--record", "/nonexistent-dir/x.jsonl", "--", "true"]);
     assert_eq!(code(&out), 0, "a bad record path must not stop the command");
     assert!(stderr(&out).contains("records go to stderr"));
