@@ -150,13 +150,30 @@ fn exit_record(
 /// first touch, and a first touch while the cgroup is at its limit is a charge it cannot meet:
 /// seen in the VM, oominit's own page faults then invoked the OOM killer, which took the main
 /// process. Pages a stack has grown into stay mapped, so later deep calls cost nothing.
-#[inline(never)]
+///
+/// 64 KiB, or a quarter of RLIMIT_STACK if that is less: a container may run with a small
+/// `ulimit -s`, and one 64 KiB frame there was a SIGSEGV in PID 1 (Rust probes every page of a
+/// large frame, so the frame itself must stay small: one page per recursion).
 fn prefault_stack() {
-    let mut reserve = [0u8; 64 * 1024];
-    for page in reserve.chunks_mut(4096) {
-        page[0] = 1;
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes the struct.
+    let limit = if unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut lim) } == 0 {
+        usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        0
+    };
+    touch_stack_pages((64 * 1024).min(limit / 4) / 4096);
+}
+
+#[inline(never)]
+fn touch_stack_pages(pages: usize) {
+    let mut page = [0u8; 3 * 1024];
+    page[0] = 1;
+    if pages > 1 {
+        touch_stack_pages(pages - 1);
     }
-    std::hint::black_box(&mut reserve);
+    // After the call, so the recursion cannot become a loop reusing one frame.
+    std::hint::black_box(&mut page);
 }
 
 /// Orphans go to the nearest subreaper, or to PID 1. When oominit is not PID 1 (`docker run

@@ -303,3 +303,13 @@ fn child_gets_the_terminal_foreground() {
     assert_eq!(ids[0], ids[1], "own process group: {text}");
     assert_eq!(ids[1], ids[2], "the terminal's foreground group: {text}");
 }
+
+#[test]
+fn runs_under_a_small_stack_limit() {
+    // A container may set a small RLIMIT_STACK; oominit's stack pre-fault once crashed PID 1 there.
+    for kib in ["16", "64"] {
+        let script = format!("ulimit -s {kib} && exec {} -- sh -c 'exit 4'", oominit().display());
+        let out = run_cmd(Command::new("sh").args(["-c", &script]));
+        assert_eq!(out.status.code(), Some(4), "ulimit -s {kib}: {:?} {}", out.status, stderr(&out));
+    }
+}
