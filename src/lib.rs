@@ -31,7 +31,7 @@ use crate::cli::{Action, Config};
 use crate::error::{Error, EXIT_FATAL, EXIT_USAGE};
 use crate::oomwatch::{Observed, OomWatch};
 use crate::reap::Status;
-use crate::record::{ExitRecord, MainEnd, MainInfo, OomInfo, Verdict};
+use crate::record::{ExitRecord, MainEnd, MainInfo, OomInfo, Verdict, Victim};
 use crate::sink::Sink;
 
 /// Everything `main` does; returns the process exit code.
@@ -82,14 +82,14 @@ fn run(cfg: &Config) -> Result<i32, Error> {
                 oomscore::protect();
             }
             prefault_stack();
-            watch.arm();
+            watch.arm(Some(pid));
             let status = supervise::supervise(cfg, &sigfd, pid, &mut watch)?;
             (Some(pid), MainEnd::Ended(status))
         }
         Err(e) => {
             diag::line(format_args!("cannot run '{}': {e}", cfg.command[0].to_string_lossy()));
             // For the figures: a null limit in the record would claim "unlimited".
-            watch.arm();
+            watch.arm(None);
             (None, MainEnd::SpawnFailed(e))
         }
     };
@@ -115,6 +115,11 @@ fn exit_record(
 ) -> ExitRecord {
     let kills = observed.delta.kills();
     let verdict = record::verdict(end, kills);
+    // Only the main process is named so far; the other kills are counted, not guessed.
+    let victims = match (verdict, pid) {
+        (Verdict::MainOom, Some(pid)) => vec![Victim::main(pid, &cfg.command, observed.main_sample)],
+        _ => Vec::new(),
+    };
     let mut exit_code = match end {
         MainEnd::Ended(status) => remapped(cfg, status),
         MainEnd::SpawnFailed(e) => e.exit_code(),
@@ -136,7 +141,8 @@ fn exit_record(
             kills,
             main_killed: verdict == Verdict::MainOom,
             scope: record::scope(&observed.delta),
-            victims: Vec::new(),
+            unnamed: kills.saturating_sub(victims.len() as u64),
+            victims,
             victims_omitted: 0,
             counters: observed.delta,
         },

@@ -10,6 +10,7 @@ use nix::sys::timerfd::TimerFd;
 
 use crate::cgroup::{Cgroup, Counters, Watch};
 use crate::diag;
+use crate::procfs;
 use crate::reap::Status;
 use crate::record::{self, MemoryInfo, OomEvent};
 use crate::sink::Sink;
@@ -36,7 +37,58 @@ pub struct OomWatch<'a> {
     /// Where live events are serialized: touched at start and reused, so reporting a kill
     /// allocates nothing new while the cgroup is full (see `Watch::drain`).
     line: Vec<u8>,
+    main: Option<MainProbe>,
 }
+
+/// The main process's /proc stat, held open from the fork and re-read with pread on every OOM
+/// notification: its name and resident memory as last seen before a kill, read without opening
+/// anything (an open is an allocation the full cgroup cannot meet). A zombie or reaped process
+/// reads as an error, and the last sample stands.
+struct MainProbe {
+    stat: std::fs::File,
+    comm: [u8; 64],
+    comm_len: usize,
+    rss_bytes: Option<u64>,
+    page_size: u64,
+}
+
+impl MainProbe {
+    fn open(pid: pid_t) -> Option<MainProbe> {
+        let stat = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let page_size = u64::try_from(unsafe { nix::libc::sysconf(nix::libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let mut p = MainProbe { stat, comm: [0; 64], comm_len: 0, rss_bytes: None, page_size };
+        // A first read allocates the file's buffer now, while there is room. Its content is not
+        // kept: the child may not have exec'd yet, and would still be called oominit.
+        p.sample();
+        p.comm_len = 0;
+        p.rss_bytes = None;
+        Some(p)
+    }
+
+    fn sample(&mut self) {
+        let mut buf = [0u8; 1024];
+        let Ok(n) = std::os::unix::fs::FileExt::read_at(&self.stat, &mut buf, 0) else { return };
+        // An exiting or dead process has begun to lose the memory it was killed for: keep the
+        // last sample of it alive.
+        let Some((comm, rss, false)) = std::str::from_utf8(&buf[..n]).ok().and_then(procfs::stat_comm_rss)
+        else {
+            return;
+        };
+        let len = comm.len().min(self.comm.len());
+        self.comm[..len].copy_from_slice(&comm.as_bytes()[..len]);
+        self.comm_len = len;
+        self.rss_bytes = Some(rss.saturating_mul(self.page_size));
+    }
+
+    fn last(&self) -> Option<(String, u64)> {
+        let comm = String::from_utf8_lossy(&self.comm[..self.comm_len]).into_owned();
+        self.rss_bytes.map(|rss| (comm, rss))
+    }
+}
+
+/// Free memory below the limit that counts as room to write again: a few pages.
+const ROOM: u64 = 256 * 1024;
 
 /// Room for a live event line; a longer one still works, it just may allocate.
 const LINE_CAPACITY: usize = 16 * 1024;
@@ -45,6 +97,8 @@ const LINE_CAPACITY: usize = 16 * 1024;
 pub struct Observed {
     pub delta: Counters,
     pub memory: MemoryInfo,
+    /// The main process's name and resident bytes, as last read before its end.
+    pub main_sample: Option<(String, u64)>,
 }
 
 impl<'a> OomWatch<'a> {
@@ -58,6 +112,7 @@ impl<'a> OomWatch<'a> {
             reported: 0,
             sink,
             line: Vec::new(),
+            main: None,
         };
         match &w.cgroup {
             Ok(cg) => match cg.counters() {
@@ -74,10 +129,13 @@ impl<'a> OomWatch<'a> {
     /// open the figure files, register for wake-ups (where that fails, counting goes on at every
     /// reap and at exit), and warm up. A kill in between is still counted against the baseline;
     /// its live event comes at the next wake, reap or exit.
-    pub fn arm(&mut self) {
+    pub fn arm(&mut self, main: Option<pid_t>) {
         let mut line = vec![b' '; LINE_CAPACITY];
         line.clear();
         self.line = line;
+        if self.cgroup.is_ok() {
+            self.main = main.and_then(MainProbe::open);
+        }
         let Ok(cg) = &mut self.cgroup else { return };
         cg.open_figures();
         let w = self;
@@ -137,6 +195,24 @@ impl<'a> OomWatch<'a> {
         }
     }
 
+    /// Right after a kill the cgroup stays full until the victim's memory is released, and any
+    /// charge oominit makes then (the pipe page its next write needs, say) starts another OOM.
+    /// When the main process was the hog, oominit is the only task left to kill: seen on this
+    /// project's host, the record was never written. So before writing, wait until usage is below
+    /// the limit again: every 5 ms, 0.2 s at most, only after a kill.
+    fn wait_for_room(&self) {
+        let Ok(cg) = &self.cgroup else { return };
+        for _ in 0..40 {
+            let m = cg.memory();
+            match (m.usage_bytes, m.limit_bytes) {
+                (Some(usage), Some(limit)) if usage.saturating_add(ROOM) > limit => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                _ => return,
+            }
+        }
+    }
+
     /// Re-read; if more processes were killed than already reported, say so now. Returns the
     /// deltas, and whether the kill count rose.
     fn check(&mut self) -> (Option<Counters>, bool) {
@@ -146,6 +222,7 @@ impl<'a> OomWatch<'a> {
             return (Some(delta), false);
         }
         self.reported = kills;
+        self.wait_for_room();
         self.serialize_event(&delta);
         self.sink.write_line(&self.line);
         (Some(delta), true)
@@ -189,6 +266,7 @@ impl<'a> OomWatch<'a> {
     /// The final figures, re-read now that the main process has been reaped. The kernel raises
     /// `oom_kill` before it sends the SIGKILL, so a killed main process is already counted.
     pub fn finish(mut self) -> Observed {
+        let main_sample = self.main.as_ref().and_then(MainProbe::last);
         let mut delta = self.check().0.unwrap_or_default();
         // A group kill (`memory.oom.group`) counts each member as the kernel walks the group,
         // and the main process may be reaped before the walk ends (seen in the VM: oom_kill 2
@@ -204,7 +282,10 @@ impl<'a> OomWatch<'a> {
                 }
             }
         }
-        Observed { delta, memory: self.memory_info() }
+        if delta.kills() > 0 {
+            self.wait_for_room();
+        }
+        Observed { delta, memory: self.memory_info(), main_sample }
     }
 }
 
@@ -214,6 +295,11 @@ impl Watcher for OomWatch<'_> {
     }
 
     fn on_wake(&mut self, which: usize) {
+        // Every wake here is an OOM notification (or its re-check): the moment to note how big
+        // the main process is, in case it is the one killed.
+        if let Some(p) = &mut self.main {
+            p.sample();
+        }
         match which {
             0 => {
                 if let Some(w) = &self.watch {

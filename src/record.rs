@@ -65,14 +65,40 @@ pub fn scope(delta: &Counters) -> Option<Scope> {
     }
 }
 
-/// A process the kernel killed. How oominit finds them is a later piece of work; until then the
-/// lists are empty rather than guessed.
+/// A process the kernel killed, named only where oominit knows. So far that is the main process:
+/// `source` "main" means it died of SIGKILL while `oom_kill` rose, and its `comm` and `rss_bytes`
+/// are from its /proc stat as last read before the kill (on an OOM notification), or null.
+/// Other victims are counted in `oom.unnamed`, not guessed.
 #[derive(Debug, Clone, Serialize)]
 pub struct Victim {
     pub pid: i32,
-    pub comm: String,
+    pub comm: Option<String>,
+    pub argv: Vec<String>,
+    pub rss_bytes: Option<u64>,
     pub main: bool,
     pub source: &'static str,
+}
+
+/// At most this many arguments of at most this many bytes each in a victim's argv.
+const VICTIM_ARGS: usize = 16;
+const VICTIM_ARG_BYTES: usize = 256;
+
+impl Victim {
+    pub fn main(pid: i32, argv: &[std::ffi::OsString], sample: Option<(String, u64)>) -> Victim {
+        let (comm, rss_bytes) = sample.map_or((None, None), |(c, r)| (Some(c), Some(r)));
+        Victim {
+            pid,
+            comm,
+            argv: argv
+                .iter()
+                .take(VICTIM_ARGS)
+                .map(|a| truncate(&a.to_string_lossy(), VICTIM_ARG_BYTES))
+                .collect(),
+            rss_bytes,
+            main: true,
+            source: "main",
+        }
+    }
 }
 
 /// The cgroup and its memory figures, or why there is none.
@@ -161,6 +187,8 @@ pub struct OomInfo {
     pub main_killed: bool,
     pub scope: Option<Scope>,
     pub victims: Vec<Victim>,
+    /// Kills oominit cannot name (`kills` minus the victims listed).
+    pub unnamed: u64,
     /// Victims left out to fit the termination log; 0 elsewhere.
     #[serde(skip_serializing_if = "is_zero")]
     pub victims_omitted: usize,
@@ -333,8 +361,16 @@ mod tests {
     fn compact_fits_and_stays_valid_json() {
         let huge = "x".repeat(5000);
         let argv: Vec<std::ffi::OsString> = (0..50).map(|i| format!("{huge}{i}").into()).collect();
-        let victims =
-            (0..100).map(|i| Victim { pid: i, comm: "worker".into(), main: false, source: "test" }).collect();
+        let victims = (0..100)
+            .map(|i| Victim {
+                pid: i,
+                comm: Some("worker".into()),
+                argv: vec![huge.clone()],
+                rss_bytes: Some(1),
+                main: false,
+                source: "test",
+            })
+            .collect();
         let mut memory =
             MemoryInfo::new(Some((Version::V1, huge.clone())), Memory::default(), Some("eventfd"));
         memory.unavailable = Some(huge.clone());
@@ -350,6 +386,7 @@ mod tests {
                 main_killed: false,
                 scope: Some(Scope::Limit),
                 victims,
+                unnamed: 0,
                 victims_omitted: 0,
                 counters: Counters::default(),
             },

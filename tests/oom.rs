@@ -38,6 +38,18 @@ fn main_process_oom_killed() {
     assert_eq!(r["memory"]["cgroup"], "v1");
     assert_eq!(r["memory"]["watch"], "eventfd");
     assert_eq!(r["memory"]["limit_bytes"], 32 * MIB);
+    // The victim is named: the main process, sampled on the v1 OOM notification before the kill.
+    let v = &r["oom"]["victims"];
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v[0]["main"], true);
+    assert_eq!(v[0]["pid"], r["main"]["pid"]);
+    assert_eq!(v[0]["comm"], "memhog");
+    assert_eq!(v[0]["argv"], serde_json::json!([memhog(), "128"]));
+    let rss = v[0]["rss_bytes"].as_u64().unwrap_or(0);
+    // RSS counts file pages (the binary) whose cache may be charged elsewhere: it can pass the
+    // limit a little.
+    assert!((16 * MIB..=40 * MIB).contains(&rss), "rss just before the kill: {rss}");
+    assert_eq!(r["oom"]["unnamed"], 0);
     let events = oom_events(&out.stderr);
     assert_eq!(events.len(), 1, "one live event: {}", stderr(&out));
     assert_eq!(events[0]["kills"], 1);
@@ -57,6 +69,9 @@ fn leaf_oom_killed_while_main_exits_0() {
     assert_eq!(r["oom"]["kills"], 1);
     assert_eq!(r["oom"]["main_killed"], false);
     assert_eq!(r["oom"]["scope"], "limit");
+    // The leaf, reaped by its own parent, is not named: counted, not guessed.
+    assert_eq!(r["oom"]["victims"], serde_json::json!([]));
+    assert_eq!(r["oom"]["unnamed"], 1);
 }
 
 #[test]
@@ -182,6 +197,13 @@ fn read_only_cgroupfs_still_counts() {
     let r = exit_record(&out.stderr);
     assert_eq!(r["verdict"], "main_oom");
     assert_eq!(r["memory"]["watch"], "reap");
+    // No notification, so nothing was read before the kill: named, but without guesses.
+    let v = &r["oom"]["victims"][0];
+    assert_eq!(
+        (v["main"].clone(), v["comm"].clone(), v["rss_bytes"].clone()),
+        (true.into(), serde_json::Value::Null, serde_json::Value::Null),
+        "{v}"
+    );
 }
 
 #[test]
