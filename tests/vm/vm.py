@@ -105,7 +105,7 @@ def init_script(version, scenarios):
             # EOF even if oominit never starts.
             # Read-write: opening a FIFO so never blocks (Linux), where a blocking `exec 3>` could be
             # interrupted by SIGCHLD, and a failed exec redirection ends the shell, which is init.
-            f"K=$(wc -l < /tmp/kmsg); /stamp --sync; mkfifo /tmp/rec; exec 3<> /tmp/rec; /stamp < /tmp/rec > /tmp/stamped & S=$!",
+            f"K=$(wc -l < /tmp/kmsg); /stamp --sync; mkfifo /tmp/rec; exec 3<> /tmp/rec; /stamp < /tmp/rec > /tmp/stamped 3>&- & S=$!",
             f"timeout -s KILL 60 /minictr {d} {version}{ro} -- /oominit --record /tmp/rec {s.flags} -- {s.cmd} "
             f"> /tmp/out 2> /tmp/err 3>&-",
             # Only stamp: a bare `wait` would also wait for the `cat /dev/kmsg` that never ends.
