@@ -2,10 +2,11 @@
 //!
 //! The algorithm, in the order it runs: parse the command line ([`cli`]); block every signal and
 //! read them from a signalfd ([`signals`]); become a subreaper when not PID 1; find the memory
-//! cgroup and read its OOM counters ([`cgroup`], [`oomwatch`]); start the command clean
-//! ([`spawn`]); then one event loop that forwards signals, reaps zombies and reports OOM kills as
-//! they happen ([`supervise`]); decide what happened and write the exit record ([`record`],
-//! [`sink`]); exit with the command's code, or the OOM exit code under `--strict`.
+//! cgroup and read its OOM counters, the baseline ([`cgroup`], [`oomwatch`]); start the command
+//! clean ([`spawn`]); while it execs, lower oominit's own OOM score ([`oomscore`]) and register
+//! for OOM notifications; then one event loop that forwards signals, reaps zombies and reports OOM
+//! kills as they happen ([`supervise`]); decide what happened and write the exit record
+//! ([`record`], [`sink`]); exit with the command's code, or the OOM exit code under `--strict`.
 
 pub mod cgroup;
 pub mod cli;

@@ -1,4 +1,5 @@
-//! The event loop: one epoll set over the signalfd, the cgroup watch and, only while a `--grace`
+//! The event loop: one epoll set over the signalfd, the watcher's descriptors (the cgroup watch,
+//! and its re-check timer, armed only after a v1 OOM notification) and, only while a `--grace`
 //! period runs, a timer. It blocks with no timeout, so an idle oominit never wakes.
 //!
 //! Each wake: forward signals to the child, hand cgroup events to the watcher, reap every zombie.
