@@ -133,30 +133,26 @@ impl<'a> OomWatch<'a> {
         let mut line = vec![b' '; LINE_CAPACITY];
         line.clear();
         self.line = line;
-        if self.cgroup.is_ok() {
-            self.main = main.and_then(MainProbe::open);
-        }
         let Ok(cg) = &mut self.cgroup else { return };
         cg.open_figures();
-        let w = self;
-        let Ok(cg) = &w.cgroup else { return };
         match cg.watch() {
             Ok(watch) => {
                 diag!(2, "watching {} ({})", cg.path().display(), watch.describe());
                 if let Watch::EventFd(..) = watch {
                     match timer::new() {
-                        Ok(t) => w.recheck = Some((t, 0)),
+                        Ok(t) => self.recheck = Some((t, 0)),
                         Err(e) => diag!(1, "{e}: v1 kills are then reported at the next reap"),
                     }
                 }
-                w.watch = Some(watch);
+                self.watch = Some(watch);
             }
             Err(why) => diag!(1, "no OOM notification ({why}): counters re-read at every reap and at exit"),
         }
+        self.main = main.and_then(MainProbe::open);
         // A dry run of a live event, written nowhere: it warms the allocator's size classes and
         // faults in the code paths while there is room.
-        let nothing = w.baseline.since(&w.baseline);
-        w.serialize_event(&nothing);
+        let nothing = self.baseline.since(&self.baseline);
+        self.serialize_event(&nothing);
     }
 
     /// Kills since start, or None when they cannot be read.
@@ -326,16 +322,15 @@ impl Watcher for OomWatch<'_> {
     /// reaps are all there is: re-read at every one. With v1's eventfd, which is silent on a
     /// host-wide OOM, re-read when something died of SIGKILL. Not at every reap otherwise: a burst
     /// of 5000 orphaned zombies would cost thousands of re-reads (measured: 1.6x tini's CPU).
-    fn on_reap(&mut self, exits: &[(pid_t, Status)], _main: pid_t) {
-        let killed = exits.iter().any(|(_, s)| *s == Status::Signaled(nix::libc::SIGKILL));
-        match &self.watch {
-            None => {
-                self.check();
-            }
-            Some(Watch::EventFd(..)) if killed => {
-                self.check();
-            }
-            Some(_) => {}
+    fn on_reap(&mut self, exits: &[(pid_t, Status)]) {
+        let killed = || exits.iter().any(|(_, s)| *s == Status::Signaled(nix::libc::SIGKILL));
+        let recheck = match &self.watch {
+            None => true,
+            Some(Watch::EventFd(..)) => killed(),
+            Some(Watch::Inotify(_)) => false,
+        };
+        if recheck {
+            self.check();
         }
     }
 }

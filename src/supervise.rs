@@ -33,19 +33,8 @@ pub trait Watcher {
     fn fds(&self) -> Vec<BorrowedFd<'_>>;
     /// Descriptor number `which` of [`Watcher::fds`] became readable.
     fn on_wake(&mut self, which: usize);
-    /// Processes were reaped (the main one is marked).
-    fn on_reap(&mut self, exits: &[(pid_t, Status)], main: pid_t);
-}
-
-/// A watcher that watches nothing.
-pub struct NoWatch;
-
-impl Watcher for NoWatch {
-    fn fds(&self) -> Vec<BorrowedFd<'_>> {
-        Vec::new()
-    }
-    fn on_wake(&mut self, _: usize) {}
-    fn on_reap(&mut self, _: &[(pid_t, Status)], _: pid_t) {}
+    /// Processes were reaped.
+    fn on_reap(&mut self, exits: &[(pid_t, Status)]);
 }
 
 enum Phase {
@@ -110,7 +99,7 @@ pub fn supervise(
             }
         }
         if !reaped.exits.is_empty() {
-            watcher.on_reap(&reaped.exits, main);
+            watcher.on_reap(&reaped.exits);
         }
         let Some(status) = main_status else { continue };
         if !reaped.children_left {
