@@ -22,6 +22,7 @@ pub mod sink;
 pub mod spawn;
 pub mod supervise;
 pub mod timer;
+pub mod victims;
 
 use std::ffi::OsString;
 
@@ -32,7 +33,7 @@ use crate::cli::{Action, Config};
 use crate::error::{Error, EXIT_FATAL, EXIT_USAGE};
 use crate::oomwatch::{Observed, OomWatch};
 use crate::reap::Status;
-use crate::record::{ExitRecord, MainEnd, MainInfo, OomInfo, Verdict, Victim};
+use crate::record::{ExitRecord, MainEnd, MainInfo, OomInfo, Verdict};
 use crate::sink::Sink;
 
 /// Everything `main` does; returns the process exit code.
@@ -83,7 +84,8 @@ fn run(cfg: &Config) -> Result<i32, Error> {
                 oomscore::protect();
             }
             prefault_stack();
-            watch.arm(Some(pid));
+            let argv = record::short_argv(cfg.command.iter().map(|a| a.to_string_lossy()));
+            watch.arm(Some((pid, argv)));
             let status = supervise::supervise(cfg, &sigfd, pid, &mut watch)?;
             (Some(pid), MainEnd::Ended(status))
         }
@@ -116,11 +118,7 @@ fn exit_record(
 ) -> ExitRecord {
     let kills = observed.delta.kills();
     let verdict = record::verdict(end, kills);
-    // Only the main process is named so far; the other kills are counted, not guessed.
-    let victims = match (verdict, pid) {
-        (Verdict::MainOom, Some(pid)) => vec![Victim::main(pid, &cfg.command, observed.main_sample)],
-        _ => Vec::new(),
-    };
+    let victims = observed.victims;
     let mut exit_code = match end {
         MainEnd::Ended(status) => remapped(cfg, status),
         MainEnd::SpawnFailed(e) => e.exit_code(),
@@ -142,7 +140,7 @@ fn exit_record(
             kills,
             main_killed: verdict == Verdict::MainOom,
             scope: record::scope(&observed.delta),
-            unnamed: kills.saturating_sub(victims.len() as u64),
+            unnamed: kills.saturating_sub(victims.iter().filter(|v| !v.uncertain).count() as u64),
             victims,
             victims_omitted: 0,
             counters: observed.delta,

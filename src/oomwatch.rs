@@ -1,8 +1,9 @@
 //! Watching the cgroup for OOM kills while the command runs: the baseline read at start, a live
 //! `oom` event the moment the kill counter rises, and the final figures after the main process
 //! is reaped (a kill must never be missed at exit, so they are re-read then, whatever woke us).
+//! Who was killed is [`victims`](crate::victims)' business; this module tells it when to look.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use nix::libc::pid_t;
@@ -10,12 +11,12 @@ use nix::sys::timerfd::TimerFd;
 
 use crate::cgroup::{Cgroup, Counters, Watch};
 use crate::diag;
-use crate::procfs;
 use crate::reap::Status;
-use crate::record::{self, MemoryInfo, OomEvent};
+use crate::record::{self, MemoryInfo, OomEvent, Victim};
 use crate::sink::Sink;
 use crate::supervise::Watcher;
 use crate::timer;
+use crate::victims::Victims;
 
 /// cgroup v1 notifies when an OOM *begins* (memcg1_oom_prepare), before the victim is chosen and
 /// `oom_kill` counted; a re-read on that wake may see nothing yet. Then re-read after 10 ms,
@@ -30,61 +31,28 @@ pub struct OomWatch<'a> {
     /// v1 with an eventfd: the re-check timer, and how many re-checks have run since the last
     /// notification.
     recheck: Option<(TimerFd, u32)>,
+    /// v1: usage crossing this many bytes, either way (a time to look at the processes, not a
+    /// kill).
+    warning: Option<(OwnedFd, u64)>,
     baseline: Counters,
     /// The kill count already reported in a live event.
     reported: u64,
+    /// A kill left someone unnamed, whose memory may still be charged: no new files are opened
+    /// until a wake finds room again (see [`Victims::dying`]).
+    unnamed_dying: bool,
     sink: &'a Sink,
     /// Where live events are serialized: touched at start and reused, so reporting a kill
     /// allocates nothing new while the cgroup is full (see `Watch::drain`).
     line: Vec<u8>,
-    main: Option<MainProbe>,
+    victims: Victims,
 }
 
-/// The main process's /proc stat, held open from the fork and re-read with pread on every OOM
-/// notification: its name and resident memory as last seen before a kill, read without opening
-/// anything (an open is an allocation the full cgroup cannot meet). A zombie or reaped process
-/// reads as an error, and the last sample stands.
-struct MainProbe {
-    stat: std::fs::File,
-    comm: [u8; 64],
-    comm_len: usize,
-    rss_bytes: Option<u64>,
-    page_size: u64,
-}
-
-impl MainProbe {
-    fn open(pid: pid_t) -> Option<MainProbe> {
-        let stat = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
-        // SAFETY: sysconf has no preconditions.
-        let page_size = u64::try_from(unsafe { nix::libc::sysconf(nix::libc::_SC_PAGESIZE) }).unwrap_or(4096);
-        let mut p = MainProbe { stat, comm: [0; 64], comm_len: 0, rss_bytes: None, page_size };
-        // A first read allocates the file's buffer now, while there is room. Its content is not
-        // kept: the child may not have exec'd yet, and would still be called oominit.
-        p.sample();
-        p.comm_len = 0;
-        p.rss_bytes = None;
-        Some(p)
-    }
-
-    fn sample(&mut self) {
-        let mut buf = [0u8; 1024];
-        let Ok(n) = std::os::unix::fs::FileExt::read_at(&self.stat, &mut buf, 0) else { return };
-        // An exiting or dead process has begun to lose the memory it was killed for: keep the
-        // last sample of it alive.
-        let Some((comm, rss, false)) = std::str::from_utf8(&buf[..n]).ok().and_then(procfs::stat_comm_rss)
-        else {
-            return;
-        };
-        let len = comm.len().min(self.comm.len());
-        self.comm[..len].copy_from_slice(&comm.as_bytes()[..len]);
-        self.comm_len = len;
-        self.rss_bytes = Some(rss.saturating_mul(self.page_size));
-    }
-
-    fn last(&self) -> Option<(String, u64)> {
-        let comm = String::from_utf8_lossy(&self.comm[..self.comm_len]).into_owned();
-        self.rss_bytes.map(|rss| (comm, rss))
-    }
+/// What woke the loop, by position in [`Watcher::fds`].
+#[derive(Clone, Copy)]
+enum Wake {
+    Watch,
+    Recheck,
+    Warning,
 }
 
 /// Free memory below the limit that counts as room to write again: a few pages.
@@ -97,8 +65,7 @@ const LINE_CAPACITY: usize = 16 * 1024;
 pub struct Observed {
     pub delta: Counters,
     pub memory: MemoryInfo,
-    /// The main process's name and resident bytes, as last read before its end.
-    pub main_sample: Option<(String, u64)>,
+    pub victims: Vec<Victim>,
 }
 
 impl<'a> OomWatch<'a> {
@@ -108,11 +75,13 @@ impl<'a> OomWatch<'a> {
             cgroup,
             watch: None,
             recheck: None,
+            warning: None,
             baseline: Counters::default(),
             reported: 0,
+            unnamed_dying: false,
             sink,
             line: Vec::new(),
-            main: None,
+            victims: Victims::new(None, None),
         };
         match &w.cgroup {
             Ok(cg) => match cg.counters() {
@@ -128,12 +97,15 @@ impl<'a> OomWatch<'a> {
     /// start instead of delaying it (on a v1 host the eventfd registration alone costs ~130 µs):
     /// open the figure files, register for wake-ups (where that fails, counting goes on at every
     /// reap and at exit), and warm up. A kill in between is still counted against the baseline;
-    /// its live event comes at the next wake, reap or exit.
-    pub fn arm(&mut self, main: Option<pid_t>) {
+    /// its live event comes at the next wake, reap or exit. `main` is the main process and its argv.
+    pub fn arm(&mut self, main: Option<(pid_t, Vec<String>)>) {
         let mut line = vec![b' '; LINE_CAPACITY];
         line.clear();
         self.line = line;
-        let Ok(cg) = &mut self.cgroup else { return };
+        let Ok(cg) = &mut self.cgroup else {
+            self.victims = Victims::new(None, main);
+            return;
+        };
         cg.open_figures();
         match cg.watch() {
             Ok(watch) => {
@@ -148,7 +120,10 @@ impl<'a> OomWatch<'a> {
             }
             Err(why) => diag!(1, "no OOM notification ({why}): counters re-read at every reap and at exit"),
         }
-        self.main = main.and_then(MainProbe::open);
+        // After the OOM notification: that one must be in place before the command can fill the
+        // cgroup (and the main process is in the list from here on).
+        self.victims = Victims::new(Some((cg.path(), cg.version)), main);
+        self.warning = cg.early_warning();
         // A dry run of a live event, written nowhere: it warms the allocator's size classes and
         // faults in the code paths while there is room.
         let nothing = self.baseline.since(&self.baseline);
@@ -209,16 +184,44 @@ impl<'a> OomWatch<'a> {
         }
     }
 
-    /// Re-read; if more processes were killed than already reported, say so now. Returns the
-    /// deltas, and whether the kill count rose.
+    /// No kill under way whose victim may still hold memory: then a charge oominit makes at the
+    /// limit has the OOM killer pick the task filling the cgroup, a kill that was coming anyway.
+    /// Seen in the VM before this check: listing on the `max` events that follow a kill killed
+    /// the main process, the biggest task left once the victim was skipped.
+    fn quiet(&mut self) -> bool {
+        if self.unnamed_dying {
+            let room = self
+                .cgroup
+                .as_ref()
+                .ok()
+                .map(|cg| cg.memory())
+                .and_then(|m| Some((m.usage_bytes?, m.limit_bytes?)));
+            self.unnamed_dying = matches!(room, Some((usage, limit)) if usage.saturating_add(ROOM) > limit);
+        }
+        !self.unnamed_dying && !self.victims.dying()
+    }
+
+    /// Re-read; if more processes were killed than already reported, name them and say so now.
+    /// Returns the deltas, and whether the kill count rose. What the victims module has seen
+    /// before this read decides who is named (see its doc).
     fn check(&mut self) -> (Option<Counters>, bool) {
         let Some(delta) = self.delta() else { return (None, false) };
         let kills = delta.kills();
-        if kills <= self.reported {
+        let new = kills.saturating_sub(self.reported);
+        if new == 0 {
+            self.victims.settle(0);
             return (Some(delta), false);
         }
-        self.reported = kills;
+        // The victims are dying now: look again at once, through what is already open, and
+        // open nothing new. Seen on this project's host: listing the cgroup right after a kill
+        // (opening files, which the kernel charges to the cgroup) set off a second OOM that killed
+        // oominit itself, even after waiting for room: the victim, already skipped by the OOM
+        // killer, had not yet been uncharged. A victim never seen alive goes unnamed.
+        self.victims.observe(false);
+        self.victims.settle(new);
+        self.unnamed_dying = self.victims.certain() < kills;
         self.wait_for_room();
+        self.reported = kills;
         self.serialize_event(&delta);
         self.sink.write_line(&self.line);
         (Some(delta), true)
@@ -232,7 +235,7 @@ impl<'a> OomWatch<'a> {
             schema: record::SCHEMA,
             kills: delta.kills(),
             scope: record::scope(delta),
-            victims: &[],
+            victims: self.victims.named(),
             counters: *delta,
             memory: &memory,
             time: record::now_rfc3339(),
@@ -262,7 +265,6 @@ impl<'a> OomWatch<'a> {
     /// The final figures, re-read now that the main process has been reaped. The kernel raises
     /// `oom_kill` before it sends the SIGKILL, so a killed main process is already counted.
     pub fn finish(mut self) -> Observed {
-        let main_sample = self.main.as_ref().and_then(MainProbe::last);
         let mut delta = self.check().0.unwrap_or_default();
         // A group kill (`memory.oom.group`) counts each member as the kernel walks the group,
         // and the main process may be reaped before the walk ends (seen in the VM: oom_kill 2
@@ -281,30 +283,45 @@ impl<'a> OomWatch<'a> {
         if delta.kills() > 0 {
             self.wait_for_room();
         }
-        Observed { delta, memory: self.memory_info(), main_sample }
+        Observed { delta, memory: self.memory_info(), victims: self.victims.into_named() }
+    }
+}
+
+impl OomWatch<'_> {
+    /// The descriptors to wake on, in a fixed order, with what each one means.
+    fn wakes(&self) -> impl Iterator<Item = (Wake, BorrowedFd<'_>)> {
+        let watch = self.watch.iter().map(|w| (Wake::Watch, w.fd()));
+        let recheck = self.recheck.iter().map(|(t, _)| (Wake::Recheck, t.as_fd()));
+        let warning = self.warning.iter().map(|(w, _)| (Wake::Warning, w.as_fd()));
+        watch.chain(recheck).chain(warning)
     }
 }
 
 impl Watcher for OomWatch<'_> {
     fn fds(&self) -> Vec<BorrowedFd<'_>> {
-        self.watch.iter().map(Watch::fd).chain(self.recheck.iter().map(|(t, _)| t.as_fd())).collect()
+        self.wakes().map(|(_, fd)| fd).collect()
     }
 
     fn on_wake(&mut self, which: usize) {
-        // Every wake here is an OOM notification (or its re-check): the moment to note how big
-        // the main process is, in case it is the one killed.
-        if let Some(p) = &mut self.main {
-            p.sample();
-        }
-        match which {
-            0 => {
+        let Some((wake, _)) = self.wakes().nth(which) else { return };
+        // Every wake here means the cgroup is at or near its limit: the moment to note who is in
+        // it and how big, before anyone is killed. New processes are listed (which opens files,
+        // so allocates) only where there is room or a kill is coming anyway, never in the
+        // aftermath of one (see `check`): usage rising past v1's early warning, and v2's `max`
+        // events that were not a kill (the OOM killer would pick the task filling the cgroup).
+        self.victims.observe(false);
+        match wake {
+            Wake::Watch => {
                 if let Some(w) = &self.watch {
                     w.drain();
                 }
                 let (_, rose) = self.check();
+                if !rose && matches!(self.watch, Some(Watch::Inotify(_))) && self.quiet() {
+                    self.victims.observe(true);
+                }
                 self.schedule_recheck(rose, 0);
             }
-            _ => {
+            Wake::Recheck => {
                 let tries = match &self.recheck {
                     Some((t, n)) => {
                         let _ = t.wait();
@@ -315,6 +332,18 @@ impl Watcher for OomWatch<'_> {
                 let (_, rose) = self.check();
                 self.schedule_recheck(rose, tries);
             }
+            Wake::Warning => {
+                let Some((w, threshold)) = &self.warning else { return };
+                let mut buf = [0u8; 8];
+                let _ = nix::unistd::read(w, &mut buf);
+                let rising =
+                    self.cgroup.as_ref().ok().and_then(|cg| cg.memory().usage_bytes) >= Some(*threshold);
+                let (_, rose) = self.check();
+                // Falling back under the threshold is mostly a victim's memory being released.
+                if rising && !rose {
+                    self.victims.observe(true);
+                }
+            }
         }
     }
 
@@ -323,6 +352,7 @@ impl Watcher for OomWatch<'_> {
     /// host-wide OOM, re-read when something died of SIGKILL. Not at every reap otherwise: a burst
     /// of 5000 orphaned zombies would cost thousands of re-reads (measured: 1.6x tini's CPU).
     fn on_reap(&mut self, exits: &[(pid_t, Status)]) {
+        self.victims.reaped(exits);
         let killed = || exits.iter().any(|(_, s)| *s == Status::Signaled(nix::libc::SIGKILL));
         let recheck = match &self.watch {
             None => true,

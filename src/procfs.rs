@@ -1,6 +1,6 @@
 //! Reading /proc: which processes descend from oominit (for `--grace` when oominit is not PID 1:
 //! as PID 1 `kill(-1, …)` already reaches every other process of the namespace), and a process's
-//! command name and resident memory from its `stat` (for naming OOM victims).
+//! command name, resident memory and fate from its `stat` (for naming OOM victims).
 
 use std::fs;
 
@@ -19,26 +19,52 @@ pub fn stat_ppid(stat: &str) -> Option<pid_t> {
 /// is released, so a process showing it no longer shows the size it was killed at.
 const PF_EXITING: u64 = 0x4;
 
-/// From the text of `/proc/PID/stat`: the command name, the resident set in pages, and whether
-/// the process is exiting or dead (PF_EXITING, state Z or X). The name sits between the first '('
-/// and the last ')' and may itself hold both.
-pub fn stat_comm_rss(stat: &str) -> Option<(&str, u64, bool)> {
+/// What `/proc/PID/stat` says about a process that may be an OOM victim.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Stat<'a> {
+    pub comm: &'a str,
+    pub rss_pages: u64,
+    /// Exiting or dead: PF_EXITING, or state Z or X.
+    pub exiting: bool,
+    /// Dead (state Z or X): its memory is released, only the exit status is left to reap.
+    pub dead: bool,
+    /// SIGKILL is pending (field 31, the leader's pending set: the kernel adds a group SIGKILL to
+    /// every thread's own set, complete_signal). The OOM killer's SIGKILL shows here until the
+    /// victim dequeues it.
+    pub sigkill_pending: bool,
+    /// The wait status of the exit under way or done (field 52, kernel 3.5+; 9 for SIGKILL, set
+    /// before the memory is released, seen on 6.18 even before the victim ran again). Shown only
+    /// to a reader allowed to ptrace the process (root), 0 otherwise.
+    pub exit_code: Option<i32>,
+}
+
+/// Parse the text of `/proc/PID/stat`. The name sits between the first '(' and the last ')' and
+/// may itself hold both.
+pub fn stat(stat: &str) -> Option<Stat<'_>> {
     let open = stat.find('(')?;
     let close = stat.rfind(')')?;
     let comm = stat.get(open + 1..close)?;
-    // After the name: field 3 (state) onwards; flags is field 9, rss field 24.
-    let fields: [&str; 22] = {
-        let mut it = stat.get(close + 1..)?.split_ascii_whitespace();
-        let mut f = [""; 22];
-        for slot in f.iter_mut() {
-            *slot = it.next()?;
-        }
-        f
-    };
-    let flags: u64 = fields[9 - 3].parse().ok()?;
-    let rss = fields[24 - 3].parse().ok()?;
-    let gone = flags & PF_EXITING != 0 || matches!(fields[0], "Z" | "X");
-    Some((comm, rss, gone))
+    // Fields from 3 (state) on; flags is field 9, rss 24, pending signals 31, exit code 52.
+    let mut f = [""; 50];
+    let mut n = 0;
+    for (slot, field) in f.iter_mut().zip(stat.get(close + 1..)?.split_ascii_whitespace()) {
+        *slot = field;
+        n += 1;
+    }
+    if n < 22 {
+        return None;
+    }
+    let field = |i: usize| f[i - 3];
+    let flags: u64 = field(9).parse().ok()?;
+    let pending: u64 = field(31).parse().unwrap_or(0);
+    Some(Stat {
+        comm,
+        rss_pages: field(24).parse().ok()?,
+        exiting: flags & PF_EXITING != 0 || matches!(field(3), "Z" | "X"),
+        dead: matches!(field(3), "Z" | "X"),
+        sigkill_pending: pending & (1 << (nix::libc::SIGKILL - 1)) != 0,
+        exit_code: field(52).parse().ok(),
+    })
 }
 
 /// Every live descendant of `root`, children before grandchildren. Processes that come and go
@@ -86,18 +112,46 @@ mod tests {
     }
 
     #[test]
-    fn comm_and_rss() {
+    fn comm_rss_and_fate() {
         // /proc/self/stat of `cat` on this project's 6.18 kernel: rss is 380 pages.
         let stat = "9322 (cat) R 9320 9320 1822 0 -1 4194304 100 0 1 0 0 0 0 0 20 0 1 0 529482 3133440 380 18446744073709551615 93989753360384 93989753380265 140726448669664 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 93989753396272 93989753397888 93990697144320 140726448671456 140726448671476 140726448671476 140726448672747 0";
-        assert_eq!(stat_comm_rss(stat), Some(("cat", 380, false)));
+        let alive = Stat {
+            comm: "cat",
+            rss_pages: 380,
+            exiting: false,
+            dead: false,
+            sigkill_pending: false,
+            exit_code: Some(0),
+        };
+        assert_eq!(super::stat(stat), Some(Stat { ..alive }));
         let hostile = stat.replacen("(cat)", "(a) b) (c)", 1);
-        assert_eq!(stat_comm_rss(&hostile), Some(("a) b) (c", 380, false)));
+        assert_eq!(super::stat(&hostile).map(|s| s.comm), Some("a) b) (c"));
         // The same task after do_exit began (flags | PF_EXITING), and as a zombie.
-        assert_eq!(stat_comm_rss(&stat.replacen(" 4194304 ", " 4194308 ", 1)), Some(("cat", 380, true)));
-        assert_eq!(stat_comm_rss(&stat.replacen(") R ", ") Z ", 1)), Some(("cat", 380, true)));
-        assert_eq!(stat_comm_rss("9322 (cat) R 1 2"), None);
-        assert_eq!(stat_comm_rss(")("), None);
-        assert_eq!(stat_comm_rss(""), None);
+        assert!(super::stat(&stat.replacen(" 4194304 ", " 4194308 ", 1)).is_some_and(|s| s.exiting));
+        assert!(super::stat(&stat.replacen(") R ", ") Z ", 1)).is_some_and(|s| s.exiting));
+        assert_eq!(super::stat("9322 (cat) R 1 2"), None);
+        assert_eq!(super::stat(")("), None);
+        assert_eq!(super::stat(""), None);
+        // A kernel before 3.5 stops at field 44: no exit code.
+        let old: String = stat.split(' ').take(44).collect::<Vec<_>>().join(" ");
+        assert_eq!(super::stat(&old).map(|s| s.exit_code), Some(None));
+    }
+
+    #[test]
+    fn killed_processes() {
+        // Captured on this project's 6.18 kernel. A process frozen (v1 freezer) and sent SIGKILL:
+        // still whole (rss 10980 pages), SIGKILL pending (field 31 = 256), exit code already 9.
+        let pending = "5867 (python3) D 5864 5864 1838 0 -1 4194304 10558 6546 7 1 4 5 4 2 20 0 1 0 50313 48422912 10980 18446744073709551615 94175102296064 94175102296405 140735724276400 0 0 256 0 16781318 0 1 0 0 17 1 0 0 0 0 0 94175102307760 94175102308376 94175223746560 140735724284105 140735724284200 140735724284200 140735724285903 9";
+        let s = super::stat(pending).unwrap();
+        assert!(s.sigkill_pending && !s.exiting);
+        assert_eq!((s.rss_pages, s.exit_code), (10980, Some(9)));
+        // A zombie not yet reaped that died of SIGKILL (exit code 9), and one that exited 3 (3 << 8).
+        let zombie = "5973 (python3) Z 5932 5930 1838 0 -1 4228172 7916 0 0 0 0 2 0 0 20 0 1 0 51083 0 0 18446744073709551615 0 0 0 0 0 0 0 16781312 2 1 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 9";
+        let z = super::stat(zombie).unwrap();
+        assert!(z.exiting && z.dead && !z.sigkill_pending);
+        assert_eq!((z.rss_pages, z.exit_code), (0, Some(9)));
+        let exit3 = "5974 (python3) Z 5932 5930 1838 0 -1 4227148 227 0 0 0 0 0 0 0 20 0 1 0 51163 0 0 18446744073709551615 0 0 0 0 0 0 0 16781312 2 1 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 768";
+        assert_eq!(super::stat(exit3).map(|s| (s.exiting, s.exit_code)), Some((true, Some(768))));
     }
 
     #[test]

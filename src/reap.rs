@@ -22,7 +22,7 @@ impl Status {
         }
     }
 
-    fn from_raw(st: libc::c_int) -> Option<Status> {
+    pub(crate) fn from_raw(st: libc::c_int) -> Option<Status> {
         if libc::WIFEXITED(st) {
             Some(Status::Exited(libc::WEXITSTATUS(st)))
         } else if libc::WIFSIGNALED(st) {

@@ -65,10 +65,10 @@ pub fn scope(delta: &Counters) -> Option<Scope> {
     }
 }
 
-/// A process the kernel killed, named only where oominit knows. So far that is the main process:
-/// `source` "main" means it died of SIGKILL while `oom_kill` rose, and its `comm` and `rss_bytes`
-/// are from its /proc stat as last read before the kill (on an OOM notification), or null.
-/// Other victims are counted in `oom.unnamed`, not guessed.
+/// A process the kernel killed, as `victims.rs` found it: `comm` and `rss_bytes` as last read
+/// while it was alive (null when never seen alive), `source` how oominit knows (reaped, proc,
+/// pidfd, vanished), `uncertain` when the evidence does not single it out (more deaths by SIGKILL
+/// than kills, or a process that vanished).
 #[derive(Debug, Clone, Serialize)]
 pub struct Victim {
     pub pid: i32,
@@ -77,28 +77,16 @@ pub struct Victim {
     pub rss_bytes: Option<u64>,
     pub main: bool,
     pub source: &'static str,
+    pub uncertain: bool,
 }
 
 /// At most this many arguments of at most this many bytes each in a victim's argv.
 const VICTIM_ARGS: usize = 16;
 const VICTIM_ARG_BYTES: usize = 256;
 
-impl Victim {
-    pub fn main(pid: i32, argv: &[std::ffi::OsString], sample: Option<(String, u64)>) -> Victim {
-        let (comm, rss_bytes) = sample.map_or((None, None), |(c, r)| (Some(c), Some(r)));
-        Victim {
-            pid,
-            comm,
-            argv: argv
-                .iter()
-                .take(VICTIM_ARGS)
-                .map(|a| truncate(&a.to_string_lossy(), VICTIM_ARG_BYTES))
-                .collect(),
-            rss_bytes,
-            main: true,
-            source: "main",
-        }
-    }
+/// A victim's argv, shortened.
+pub fn short_argv<S: AsRef<str>>(args: impl Iterator<Item = S>) -> Vec<String> {
+    args.take(VICTIM_ARGS).map(|a| truncate(a.as_ref(), VICTIM_ARG_BYTES)).collect()
 }
 
 /// The cgroup and its memory figures, or why there is none.
@@ -222,12 +210,18 @@ impl ExitRecord {
         serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"event\":\"exit\",\"error\":\"{e}\"}}"))
     }
 
-    /// The record in under [`TERMINATION_LOG_MAX`] bytes: victims go first, then argv is cut,
-    /// then the free-text fields. Works on a copy of the struct rather than a JSON tree, which
+    /// The record in under [`TERMINATION_LOG_MAX`] bytes: victims' argv is cut first, then
+    /// victims go (the last named first), then main's argv is cut, then the free-text fields. Works on a copy of the struct rather than a JSON tree, which
     /// would cost serde_json's map code in the binary.
     pub fn compact(&self) -> String {
         let mut r = self.clone();
         let fits = |r: &ExitRecord| r.to_line().len() < TERMINATION_LOG_MAX;
+        if !fits(&r) {
+            for v in &mut r.oom.victims {
+                v.argv.truncate(2);
+                v.argv.iter_mut().for_each(|a| *a = truncate(a, 32));
+            }
+        }
         while !fits(&r) && !r.oom.victims.is_empty() {
             r.oom.victims.pop();
             r.oom.victims_omitted += 1;
@@ -368,7 +362,8 @@ mod tests {
                 argv: vec![huge.clone()],
                 rss_bytes: Some(1),
                 main: false,
-                source: "test",
+                source: "proc",
+                uncertain: false,
             })
             .collect();
         let mut memory =

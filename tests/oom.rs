@@ -38,10 +38,12 @@ fn main_process_oom_killed() {
     assert_eq!(r["memory"]["cgroup"], "v1");
     assert_eq!(r["memory"]["watch"], "eventfd");
     assert_eq!(r["memory"]["limit_bytes"], 32 * MIB);
-    // The victim is named: the main process, sampled on the v1 OOM notification before the kill.
+    // The victim is named: the main process, sampled on a v1 notification before the kill.
     let v = &r["oom"]["victims"];
     assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
     assert_eq!(v[0]["main"], true);
+    assert_eq!(v[0]["uncertain"], false);
+    assert!(["proc", "reaped", "pidfd"].contains(&v[0]["source"].as_str().unwrap_or("")), "{v}");
     assert_eq!(v[0]["pid"], r["main"]["pid"]);
     assert_eq!(v[0]["comm"], "memhog");
     assert_eq!(v[0]["argv"], serde_json::json!([memhog(), "128"]));
@@ -54,12 +56,41 @@ fn main_process_oom_killed() {
     assert_eq!(events.len(), 1, "one live event: {}", stderr(&out));
     assert_eq!(events[0]["kills"], 1);
     assert_eq!(events[0]["scope"], "limit");
+    assert_eq!(events[0]["victims"][0]["pid"], r["main"]["pid"], "the live event names it too");
+}
+
+/// The one victim of a run, checked: not the main process, `memhog 128` with `pid`, its size as
+/// seen before the kill, named with certainty; nothing left unnamed.
+fn assert_leaf_named(r: &serde_json::Value, pid: i64, sources: &[&str]) {
+    // The live event has them at the top, the exit record under "oom".
+    let r = if r["event"] == "exit" { &r["oom"] } else { r };
+    let v = &r["victims"];
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{r}");
+    let v = &v[0];
+    assert_eq!(v["pid"], pid, "{v}");
+    assert_eq!(v["comm"], "memhog", "{v}");
+    assert_eq!(v["argv"], serde_json::json!([memhog(), "128"]));
+    assert_eq!((v["main"].as_bool(), v["uncertain"].as_bool()), (Some(false), Some(false)), "{v}");
+    assert!(sources.contains(&v["source"].as_str().unwrap_or("")), "source: {v}");
+    let rss = v["rss_bytes"].as_u64().unwrap_or(0);
+    assert!((16 * MIB..=40 * MIB).contains(&rss), "rss just before the kill: {v}");
+    if r.get("unnamed").is_some() {
+        assert_eq!(r["unnamed"], 0);
+    }
+}
+
+/// The pid a script printed as `leaf PID`.
+fn leaf_pid(out: &Output) -> i64 {
+    let text = stdout(out);
+    let line =
+        text.lines().find_map(|l| l.strip_prefix("leaf ")).unwrap_or_else(|| panic!("no leaf pid: {text}"));
+    line.trim().parse().unwrap()
 }
 
 #[test]
 fn leaf_oom_killed_while_main_exits_0() {
     let cg = MemCgroup::new("32M");
-    let out = sh(&cg, &[], "{memhog} 128; exit 0");
+    let out = sh(&cg, &[], "sh -c 'echo leaf $$; exec {memhog} 128'; exit 0");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let r = exit_record(&out.stderr);
     assert_eq!(r["verdict"], "leaf_oom");
@@ -69,9 +100,45 @@ fn leaf_oom_killed_while_main_exits_0() {
     assert_eq!(r["oom"]["kills"], 1);
     assert_eq!(r["oom"]["main_killed"], false);
     assert_eq!(r["oom"]["scope"], "limit");
-    // The leaf, reaped by its own parent, is not named: counted, not guessed.
-    assert_eq!(r["oom"]["victims"], serde_json::json!([]));
-    assert_eq!(r["oom"]["unnamed"], 1);
+    // The hard case: the leaf's own parent (sh) reaps it at once, and oominit never sees its
+    // exit status. It is named all the same, from what oominit read of it before and as it died.
+    let events = oom_events(&out.stderr);
+    assert_eq!(events.len(), 1);
+    assert_leaf_named(&events[0], leaf_pid(&out), &["proc", "pidfd"]);
+    assert_leaf_named(&r, leaf_pid(&out), &["proc", "pidfd"]);
+}
+
+#[test]
+fn leaf_reaped_by_oominit_is_named() {
+    // The leaf's parent exits first, so the kernel hands the leaf to oominit (a subreaper here):
+    // oominit reaps it and sees the SIGKILL itself.
+    let cg = MemCgroup::new("32M");
+    let out = sh(&cg, &[], "(sh -c 'echo leaf $$; exec {memhog} 128' &); sleep 2; exit 0");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["verdict"], "leaf_oom");
+    assert_leaf_named(&r, leaf_pid(&out), &["proc", "reaped", "pidfd"]);
+}
+
+#[test]
+fn a_kill_9_is_never_named_as_an_oom_victim() {
+    // `sleep` is seen alive (the first memhog passes 3/4 of the limit), then killed with
+    // SIGKILL by its shell, not by the OOM killer; then memhog is OOM-killed. Only memhog is an
+    // OOM victim. Whether sleep's death is seen before the kill is a matter of timing: if not,
+    // two deaths by SIGKILL for one kill are both named uncertain. Never sleep as certain.
+    let cg = MemCgroup::new("32M");
+    let out = sh(
+        &cg,
+        &[],
+        "sleep 100 & S=$!; {memhog} 28 0.3; kill -9 $S; wait $S; sh -c 'echo leaf $$; exec {memhog} 128'; exit 0",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["oom"]["kills"], 1);
+    let victims = r["oom"]["victims"].as_array().unwrap();
+    let certain: Vec<_> = victims.iter().filter(|v| v["uncertain"] == false).collect();
+    assert!(certain.iter().all(|v| v["comm"] == "memhog" && v["pid"] == leaf_pid(&out)), "{victims:?}");
+    assert!(victims.iter().any(|v| v["pid"] == leaf_pid(&out)), "{victims:?}");
 }
 
 #[test]
@@ -121,6 +188,7 @@ fn kill_9_is_not_an_oom() {
     assert_eq!(r["main"]["signal_name"], "SIGKILL");
     assert_eq!(r["oom"]["kills"], 0);
     assert_eq!(r["oom"]["scope"], serde_json::Value::Null);
+    assert_eq!(r["oom"]["victims"], serde_json::json!([]));
     assert!(oom_events(&out.stderr).is_empty());
 }
 

@@ -251,6 +251,15 @@ impl Cgroup {
         }
     }
 
+    /// v1: an eventfd for usage nearing the limit (see [`v1::early_warning`]). v2 needs none:
+    /// its `max` events come through the same watch as the kills.
+    pub fn early_warning(&self) -> Option<(OwnedFd, u64)> {
+        match self.version {
+            Version::V1 => v1::early_warning(self),
+            Version::V2 => None,
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.dir
     }

@@ -5,6 +5,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 
+use nix::libc;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use super::{keyed, Cgroup, Counters, Memory, Watch};
@@ -64,15 +65,76 @@ pub fn memory(cg: &Cgroup) -> Memory {
 /// writing "<eventfd> <fd of memory.oom_control>" to `cgroup.event_control`. It fires when this
 /// cgroup (or an ancestor, with use_hierarchy) hits its limit, not on a host-wide OOM.
 pub fn watch(cg: &Cgroup) -> Result<Watch, String> {
-    let efd: OwnedFd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+    let (efd, oom_control) = register(cg, OOM_CONTROL, "")?;
+    Ok(Watch::EventFd(efd, oom_control))
+}
+
+/// Usage crossing three quarters of the limit, either way: the moment to see who is in the
+/// cgroup and how big, well before a kill (the OOM notification comes as the kill is made).
+/// None without a limit. The same registration, with a threshold in bytes after the file.
+///
+/// Made by a helper thread that exits when done: the kernel waits for an RCU grace period in it
+/// (synchronize_rcu in __mem_cgroup_usage_register_event), 8 to 32 ms measured here, and the
+/// event loop must not be blocked that long while the command may already be filling the
+/// cgroup (seen: the main process OOM-killed before the loop could look at it). The eventfd
+/// simply starts firing once the registration is in.
+pub fn early_warning(cg: &Cgroup) -> Option<(OwnedFd, u64)> {
+    let threshold = memory(cg).limit_bytes? / 4 * 3;
+    let efd = eventfd().ok()?;
+    let usage = fs::File::open(cg.file("memory.usage_in_bytes")).ok()?;
+    let mut control = OpenOptions::new().write(true).open(cg.file("cgroup.event_control")).ok()?;
+    let line = format!("{} {} {threshold}", efd.as_raw_fd(), usage.as_raw_fd());
+    spawn_detached(Box::new(move || {
+        let _ = control.write_all(line.as_bytes());
+        drop(usage);
+    }))
+    .then_some((efd, threshold))
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Run `job` on a detached thread of its own; false if none could be made. Raw pthreads: std's
+/// thread builder costs 20 KB of the binary's budget for names, joins and panic plumbing that a
+/// one-syscall job does not need. The thread inherits the blocked signal mask (every signal),
+/// so signals still all go to the signalfd.
+fn spawn_detached(job: Job) -> bool {
+    extern "C" fn run(arg: *mut libc::c_void) -> *mut libc::c_void {
+        // SAFETY: `arg` is the Box<Job> leaked below, taken back exactly once, here.
+        let job = unsafe { Box::from_raw(arg.cast::<Job>()) };
+        job();
+        std::ptr::null_mut()
+    }
+    let arg = Box::into_raw(Box::new(job));
+    // SAFETY: attr is initialised before use and destroyed after; on failure the Box is taken back.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        let mut tid: libc::pthread_t = std::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setstacksize(&mut attr, 64 * 1024);
+        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        let rc = libc::pthread_create(&mut tid, &attr, run, arg.cast());
+        libc::pthread_attr_destroy(&mut attr);
+        if rc != 0 {
+            drop(Box::from_raw(arg));
+        }
+        rc == 0
+    }
+}
+
+fn eventfd() -> Result<OwnedFd, String> {
+    Ok(EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
         .map_err(|e| format!("eventfd: {e}"))?
-        .into();
-    let oom_control = fs::File::open(cg.file(OOM_CONTROL)).map_err(|e| format!("{OOM_CONTROL}: {e}"))?;
-    let line = format!("{} {}", efd.as_raw_fd(), oom_control.as_raw_fd());
+        .into())
+}
+
+fn register(cg: &Cgroup, name: &str, args: &str) -> Result<(OwnedFd, fs::File), String> {
+    let efd = eventfd()?;
+    let file = fs::File::open(cg.file(name)).map_err(|e| format!("{name}: {e}"))?;
+    let line = format!("{} {}{args}", efd.as_raw_fd(), file.as_raw_fd());
     OpenOptions::new()
         .write(true)
         .open(cg.file("cgroup.event_control"))
         .and_then(|mut f| f.write_all(line.as_bytes()))
         .map_err(|e| format!("registering with cgroup.event_control: {e}"))?;
-    Ok(Watch::EventFd(efd, oom_control))
+    Ok((efd, file))
 }
