@@ -8,8 +8,9 @@ reaped dead of SIGKILL: that is the truth. A run counts as exact when the exit r
 exactly those workers (pid and comm), none marked uncertain, and `unnamed` is 0. Then R runs where
 the workers touch 10 MiB each (no OOM): a run counts as clean when no victim is named at all.
 
-`bench/victims [--runs R] [--host-only | --vm-only]`: cgroup v1 on this machine (a child of the
-caller's memory cgroup), then cgroup v2 in the VM of tests/vm (Debian 6.1 under TCG, 512 MiB).
+`bench/victims [--runs R] [--host-only | --vm-only] [--smp N]`: cgroup v1 on this machine (a child
+of the caller's memory cgroup), then cgroup v2 in the VM of tests/vm (Debian 6.1 under TCG, 512 MiB,
+N CPUs, 1 by default).
 Prints one line per failed run and a summary per kernel. Not part of `cargo test`: a measure, not
 a pass/fail check (it exits 1 only when a run could not be made at all).
 """
@@ -138,7 +139,9 @@ def main():
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--host-only", action="store_true")
     ap.add_argument("--vm-only", action="store_true")
+    ap.add_argument("--smp", type=int, default=1, help="the VM's CPUs (TCG); 1 by default, as in tests/vm")
     a = ap.parse_args()
+    os.environ["OOMINIT_VM_SMP"] = str(a.smp)
     oominit = vm.build()
     workers = os.path.join(os.path.dirname(oominit), "examples", "workers")
     if not a.vm_only:
@@ -146,7 +149,7 @@ def main():
         summary(f"cgroup v1, this machine (kernel {os.uname().release})", t["oom"], t["clean"], a.runs)
     if not a.host_only:
         t, kernel = in_vm(oominit, a.runs)
-        summary(f"cgroup v2, VM (kernel {kernel})", t["oom"], t["clean"], a.runs)
+        summary(f"cgroup v2, VM (kernel {kernel}, {a.smp} CPU)", t["oom"], t["clean"], a.runs)
 
 
 if __name__ == "__main__":

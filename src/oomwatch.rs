@@ -58,6 +58,10 @@ enum Wake {
 /// Free memory below the limit that counts as room to write again: a few pages.
 const ROOM: u64 = 256 * 1024;
 
+/// After a kill, memory in the cgroup beyond what oominit knows of that counts as someone
+/// bigger than oominit to be picked first (see `quiet`).
+const UNKNOWN_ENOUGH: u64 = 4 << 20;
+
 /// Room for a live event line; a longer one still works, it just may allocate.
 const LINE_CAPACITY: usize = 16 * 1024;
 
@@ -184,21 +188,26 @@ impl<'a> OomWatch<'a> {
         }
     }
 
-    /// No kill under way whose victim may still hold memory: then a charge oominit makes at the
-    /// limit has the OOM killer pick the task filling the cgroup, a kill that was coming anyway.
-    /// Seen in the VM before this check: listing on the `max` events that follow a kill killed
-    /// the main process, the biggest task left once the victim was skipped.
+    /// Whether opening files now (listing new processes) is safe. A charge oominit makes at the
+    /// limit has the OOM killer pick the biggest eligible task. Right after a kill the victim is
+    /// skipped while it may still hold memory, and the pick can be the main process or oominit
+    /// itself: seen in the VM, listing on the `max` events that followed a kill killed the main
+    /// process. So while a victim may still hold memory, list only when the cgroup holds much more
+    /// than the processes oominit knows: then the OOM killer has untracked processes bigger than
+    /// oominit and the main process to pick first (the rest of a stress-like workload, which is
+    /// exactly what must be listed before the next kill).
     fn quiet(&mut self) -> bool {
+        let Ok(cg) = &self.cgroup else { return false };
+        let usage = cg.memory().usage_bytes;
         if self.unnamed_dying {
-            let room = self
-                .cgroup
-                .as_ref()
-                .ok()
-                .map(|cg| cg.memory())
-                .and_then(|m| Some((m.usage_bytes?, m.limit_bytes?)));
-            self.unnamed_dying = matches!(room, Some((usage, limit)) if usage.saturating_add(ROOM) > limit);
+            self.unnamed_dying =
+                matches!((usage, cg.memory().limit_bytes), (Some(u), Some(l)) if u.saturating_add(ROOM) > l);
         }
-        !self.unnamed_dying && !self.victims.dying()
+        if !self.unnamed_dying && !self.victims.dying() {
+            return true;
+        }
+        let (known, main) = self.victims.known_rss();
+        usage.is_some_and(|u| u.saturating_sub(known) > main.max(UNKNOWN_ENOUGH))
     }
 
     /// Re-read; if more processes were killed than already reported, name them and say so now.

@@ -194,6 +194,15 @@ impl Victims {
         self.tracked.iter().any(|t| t.fate == Fate::Named && t.holds_memory)
     }
 
+    /// Resident memory of the processes followed that may still hold it (alive, or killed and
+    /// not yet dead), as last seen; and the main process's share of it.
+    pub fn known_rss(&self) -> (u64, u64) {
+        let holding = |t: &&Tracked| matches!(t.fate, Fate::Alive | Fate::Killed(_)) || t.holds_memory;
+        let rss = |t: &Tracked| t.rss_bytes.unwrap_or(0);
+        let all = self.tracked.iter().filter(holding).map(rss).sum();
+        (all, self.tracked.iter().filter(|t| t.main).map(rss).sum())
+    }
+
     /// How many are named with certainty.
     pub fn certain(&self) -> u64 {
         self.named.iter().filter(|v| !v.uncertain).count() as u64
@@ -378,4 +387,80 @@ fn cmdline(pid: pid_t) -> Vec<String> {
         return Vec::new();
     }
     crate::record::short_argv(text.split(|&b| b == 0).map(String::from_utf8_lossy))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn following(fates: &[(pid_t, Fate)]) -> Victims {
+        let mut v = Victims::new(None, None);
+        v.tracked.extend(fates.iter().map(|&(pid, fate)| Tracked::gone(pid, fate)));
+        v
+    }
+
+    fn named(v: &Victims) -> Vec<(i32, &str, bool)> {
+        v.named().iter().map(|x| (x.pid, x.source, x.uncertain)).collect()
+    }
+
+    #[test]
+    fn a_death_by_sigkill_without_a_new_kill_is_forgotten() {
+        let mut v = following(&[(10, Fate::Killed("pidfd")), (11, Fate::Alive), (12, Fate::Vanished)]);
+        v.settle(0);
+        assert!(v.named().is_empty());
+        assert_eq!(v.tracked.iter().map(|t| t.pid).collect::<Vec<_>>(), [11]);
+    }
+
+    #[test]
+    fn deaths_that_match_the_kills_are_named_for_certain() {
+        let mut v = following(&[(10, Fate::Killed("proc")), (11, Fate::Alive), (12, Fate::Killed("pidfd"))]);
+        v.settle(2);
+        assert_eq!(named(&v), [(10, "proc", false), (12, "pidfd", false)]);
+        assert_eq!(v.certain(), 2);
+    }
+
+    #[test]
+    fn more_deaths_than_kills_are_all_uncertain() {
+        let mut v = following(&[(10, Fate::Killed("proc")), (12, Fate::Killed("reaped"))]);
+        v.settle(1);
+        assert_eq!(named(&v), [(10, "proc", true), (12, "reaped", true)]);
+        assert_eq!(v.certain(), 0);
+    }
+
+    #[test]
+    fn vanished_ones_are_named_only_when_they_match_the_unexplained_kills() {
+        let mut v = following(&[(10, Fate::Killed("proc")), (11, Fate::Vanished)]);
+        v.settle(2);
+        assert_eq!(named(&v), [(10, "proc", false), (11, "vanished", true)]);
+
+        // Two gone without a trace for one unexplained kill: no guess.
+        let mut v = following(&[(11, Fate::Vanished), (12, Fate::Vanished)]);
+        v.settle(1);
+        assert!(v.named().is_empty());
+        // An exit that was not a kill never counts.
+        let mut v = following(&[(11, Fate::Ended)]);
+        v.settle(1);
+        assert!(v.named().is_empty());
+    }
+
+    #[test]
+    fn a_victim_is_named_once() {
+        let mut v = following(&[(10, Fate::Killed("proc"))]);
+        v.settle(1);
+        assert!(v.dying(), "named and not yet seen dead");
+        // Its parent, or oominit, reaps it later: nothing new to name at the next kill.
+        v.reaped(&[(10, Status::Signaled(libc::SIGKILL))]);
+        v.settle(1);
+        assert_eq!(named(&v), [(10, "proc", false)]);
+        assert!(!v.dying());
+    }
+
+    #[test]
+    fn an_orphan_oominit_reaps_unseen_is_still_a_death_to_count() {
+        let mut v = following(&[]);
+        v.reaped(&[(20, Status::Signaled(libc::SIGKILL)), (21, Status::Exited(0))]);
+        v.settle(1);
+        assert_eq!(named(&v), [(20, "reaped", false)]);
+        assert_eq!(v.named()[0].comm, None, "never seen alive: no name is made up");
+    }
 }
