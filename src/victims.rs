@@ -78,6 +78,8 @@ struct Tracked {
     comm_len: Option<usize>,
     /// Named, and not yet seen dead: what it was killed for may still be charged.
     holds_memory: bool,
+    /// How many counter reads had begun when its fate was last seen (see `Victims::settle`).
+    seen: u64,
     argv: Vec<String>,
     rss_bytes: Option<u64>,
     fate: Fate,
@@ -99,6 +101,8 @@ pub struct Victims {
     pidfds: bool,
     /// Where `cgroup.procs` is read into, kept between reads.
     buf: Vec<u8>,
+    /// Counter reads so far.
+    reads: u64,
 }
 
 impl Victims {
@@ -113,11 +117,12 @@ impl Victims {
             reopen: path.filter(|_| matches!(dir, Some((_, Version::V1)))),
             // Room for the usual few, so that noting a death does not allocate.
             tracked: Vec::with_capacity(64),
-            named: Vec::new(),
+            named: Vec::with_capacity(16),
             me: std::process::id() as pid_t,
             page_size,
             pidfds: true,
             buf: Vec::with_capacity(4096),
+            reads: 0,
         };
         if let Some((pid, argv)) = main {
             v.track(pid, Some(argv));
@@ -137,11 +142,20 @@ impl Victims {
         }
         for t in &mut self.tracked {
             match t.fate {
-                Fate::Alive => t.look(self.page_size),
+                Fate::Alive => {
+                    t.look(self.page_size);
+                    t.seen = self.reads;
+                }
                 Fate::Named => t.recheck_named(),
                 _ => {}
             }
         }
+    }
+
+    /// The kill counter is being read now: what is seen from here on may belong to a kill that
+    /// read did not count yet.
+    pub fn counting(&mut self) {
+        self.reads += 1;
     }
 
     /// oominit reaped these.
@@ -154,37 +168,47 @@ impl Victims {
             match self.tracked.iter_mut().find(|t| t.pid == pid) {
                 // Named already while it was dying.
                 Some(t) if t.fate == Fate::Named => t.fate = Fate::Ended,
-                Some(t) => t.fate = fate,
+                Some(t) => {
+                    t.fate = fate;
+                    t.seen = self.reads;
+                }
                 // Never seen alive: its name died with it. Still a death by SIGKILL to count.
-                None if fate != Fate::Ended => self.tracked.push(Tracked::gone(pid, fate)),
+                None if fate != Fate::Ended => {
+                    self.tracked.push(Tracked { seen: self.reads, ..Tracked::gone(pid, fate) })
+                }
                 None => {}
             }
         }
     }
 
-    /// The kill counter was just read: `new` kills since the last read. Name the processes seen
-    /// dying of SIGKILL since then, and forget every process that is gone.
+    /// The kill counter was read (see [`counting`](Self::counting)): `new` kills since the read
+    /// before. Name the processes seen dying of SIGKILL before this read; those seen after it
+    /// too, if they fit in what the read counted (else they wait for the next read: the kill
+    /// that killed them may not be counted yet). Forget every process that is gone.
     pub fn settle(&mut self, new: u64) {
-        if new > 0 {
-            let killed = self.tracked.iter().filter(|t| matches!(t.fate, Fate::Killed(_))).count() as u64;
-            let vanished = self.tracked.iter().filter(|t| t.fate == Fate::Vanished).count() as u64;
-            let unexplained = new.saturating_sub(killed);
-            let uncertain = killed > new;
-            for t in &mut self.tracked {
-                match t.fate {
-                    Fate::Killed(source) => {
-                        self.named.push(t.victim(source, uncertain));
-                        t.fate = Fate::Named;
-                        t.holds_memory = true;
-                    }
-                    Fate::Vanished if unexplained > 0 && vanished == unexplained => {
-                        self.named.push(t.victim("vanished", true))
-                    }
-                    _ => {}
-                }
-            }
+        let reads = self.reads;
+        let before = |t: &Tracked| t.seen < reads;
+        let count = |f: &dyn Fn(&Tracked) -> bool| self.tracked.iter().filter(|t| f(t)).count() as u64;
+        let killed = count(&|t| matches!(t.fate, Fate::Killed(_)) && before(t));
+        let later = count(&|t| matches!(t.fate, Fate::Killed(_)) && !before(t));
+        let vanished = count(&|t| t.fate == Fate::Vanished && before(t));
+        let room = new.saturating_sub(killed);
+        let later_fit = new > 0 && later <= room;
+        let unexplained = room - if later_fit { later } else { 0 };
+        for t in &mut self.tracked {
+            let certain = match t.fate {
+                Fate::Killed(_) if before(t) && new > 0 => killed <= new,
+                Fate::Killed(_) if !before(t) && later_fit => true,
+                Fate::Vanished if before(t) && unexplained > 0 && vanished == unexplained => false,
+                _ => continue,
+            };
+            let source = if let Fate::Killed(source) = t.fate { source } else { "vanished" };
+            self.named.push(t.victim(source, !certain));
+            t.fate = Fate::Named;
+            t.holds_memory = source != "vanished";
         }
-        self.tracked.retain(|t| matches!(t.fate, Fate::Alive | Fate::Named));
+        // Seen after the read and not named: the next read decides.
+        self.tracked.retain(|t| matches!(t.fate, Fate::Alive | Fate::Named) || !before(t));
     }
 
     /// Whether a victim named so far may still hold memory: right after a kill the cgroup stays
@@ -195,12 +219,27 @@ impl Victims {
     }
 
     /// Resident memory of the processes followed that may still hold it (alive, or killed and
-    /// not yet dead), as last seen; and the main process's share of it.
-    pub fn known_rss(&self) -> (u64, u64) {
+    /// not yet dead), as last seen; and the main process's share of it. None while the main
+    /// process has not been seen alive.
+    pub fn known_rss(&self) -> Option<(u64, u64)> {
         let holding = |t: &&Tracked| matches!(t.fate, Fate::Alive | Fate::Killed(_)) || t.holds_memory;
         let rss = |t: &Tracked| t.rss_bytes.unwrap_or(0);
         let all = self.tracked.iter().filter(holding).map(rss).sum();
-        (all, self.tracked.iter().filter(|t| t.main).map(rss).sum())
+        // Never seen alive, the main process's size is unknown: then nothing is known.
+        let main = self.tracked.iter().find(|t| t.main).map_or(Some(0), |t| t.rss_bytes)?;
+        Some((all, main))
+    }
+
+    /// Whether two processes followed, alive and not killed, are bigger than `floor` and than the
+    /// main process: if oominit's own charge set the OOM killer off now, it would pick one of
+    /// them, not the main process or oominit. Two, because the biggest may be the victim of a
+    /// kill under way, skipped while it dies (seen: with one, `sh -c 'memhog 128'` lost sh).
+    pub fn shielded(&self, floor: u64) -> bool {
+        let Some(main) = self.tracked.iter().find(|t| t.main).map_or(Some(0), |t| t.rss_bytes) else {
+            return false;
+        };
+        let big = |t: &&Tracked| t.fate == Fate::Alive && !t.main && t.rss_bytes > Some(main.max(floor));
+        self.tracked.iter().filter(big).count() >= 2
     }
 
     /// How many are named with certainty.
@@ -256,6 +295,7 @@ impl Victims {
         let argv = argv.unwrap_or_else(|| cmdline(pid));
         let mut t = Tracked { main, stat: Some(stat), pidfd, argv, ..Tracked::gone(pid, Fate::Alive) };
         t.look(self.page_size);
+        t.seen = self.reads;
         self.tracked.push(t);
     }
 
@@ -295,6 +335,7 @@ impl Tracked {
             comm: [0; 64],
             comm_len: None,
             holds_memory: false,
+            seen: 0,
             argv: Vec::new(),
             rss_bytes: None,
             fate,
@@ -396,6 +437,8 @@ mod tests {
     fn following(fates: &[(pid_t, Fate)]) -> Victims {
         let mut v = Victims::new(None, None);
         v.tracked.extend(fates.iter().map(|&(pid, fate)| Tracked::gone(pid, fate)));
+        // All of them seen before the counter read that settles them.
+        v.counting();
         v
     }
 
@@ -441,6 +484,33 @@ mod tests {
         let mut v = following(&[(11, Fate::Ended)]);
         v.settle(1);
         assert!(v.named().is_empty());
+    }
+
+    #[test]
+    fn deaths_seen_after_the_read_wait_unless_they_fit() {
+        // One death seen before the read, one after it; the read counted one kill.
+        let mut v = following(&[(10, Fate::Killed("proc"))]);
+        v.reaped(&[(12, Status::Signaled(libc::SIGKILL))]);
+        v.settle(1);
+        assert_eq!(named(&v), [(10, "proc", false)]);
+        // 12's kill shows at the next read: named then, for certain.
+        v.counting();
+        v.settle(1);
+        assert_eq!(named(&v), [(10, "proc", false), (12, "reaped", false)]);
+
+        // Seen after the read, but the read counted room for it: named now.
+        let mut v = following(&[]);
+        v.reaped(&[(13, Status::Signaled(libc::SIGKILL))]);
+        v.settle(1);
+        assert_eq!(named(&v), [(13, "reaped", false)]);
+
+        // Seen after a read that counted nothing, and no kill at the next: not an OOM kill.
+        let mut v = following(&[]);
+        v.reaped(&[(14, Status::Signaled(libc::SIGKILL))]);
+        v.settle(0);
+        v.counting();
+        v.settle(0);
+        assert!(v.named().is_empty() && v.tracked.is_empty());
     }
 
     #[test]
