@@ -193,9 +193,10 @@ impl<'a> OomWatch<'a> {
     /// memory it is skipped, and the pick can be the main process or oominit itself: seen in the
     /// VM, listing on the `max` events that followed a kill killed the main process; seen on this
     /// host, listing as a v1 OOM began (`in_flight`) killed oominit when the main process was the
-    /// hog. So then list only when a process oominit follows, alive and bigger than the main
-    /// process, would be picked first; or, outside an OOM, when the cgroup holds much more than
-    /// the processes oominit knows ([`outweighed`](Self::outweighed)).
+    /// hog and its size was not yet known. So then list only when processes oominit follows,
+    /// alive and bigger than the main process, would be picked first; at the container's first
+    /// OOM, or outside an OOM, also when the cgroup holds much more than the processes oominit
+    /// knows ([`outweighed`](Self::outweighed)).
     fn may_list(&mut self, in_flight: bool) -> bool {
         if self.victims.shielded(UNKNOWN_ENOUGH) {
             return true;

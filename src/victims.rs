@@ -3,11 +3,12 @@
 //!
 //! The hard case is the common one: a victim whose own parent reaps it (stress, gunicorn, a shell
 //! loop) is gone microseconds after it dies, and oominit never sees its exit status. So oominit
-//! looks before the kill. Each wake of the cgroup watch (v2: `max` events, raised as the cgroup
-//! reaches its limit and reclaims; v1: a usage threshold below the limit, and the OOM
-//! notification) lists the cgroup's processes and holds each one's /proc stat open, with a pidfd
-//! where the kernel keeps exit statuses for pidfds (6.15+). When the kill count rises, every
-//! tracked process is looked at again, best evidence first:
+//! looks before the kill. Wakes of the cgroup watch (v2: `max` events, raised as the cgroup
+//! reaches its limit and reclaims; v1: usage rising past a threshold below the limit, and the OOM
+//! notification) list the cgroup's processes and hold each one's /proc stat open, with a pidfd
+//! where the kernel keeps exit statuses for pidfds (6.15+); when listing is safe is the watcher's
+//! call (`OomWatch::may_list`: opening files charges the full cgroup). When the kill count rises,
+//! every process followed is looked at again, best evidence first:
 //!
 //! - `reaped`: oominit reaped it itself and saw SIGKILL (the main process, or an orphan);
 //! - `proc`: its stat shows SIGKILL pending, or an exit by SIGKILL (under way, or a zombie's);
@@ -18,9 +19,10 @@
 //!
 //! The kernel raises the kill counter before it sends the SIGKILL (mm/oom_kill.c), so a death by
 //! SIGKILL seen before a read of the counter that shows no new kill was not an OOM kill (a
-//! `kill -9`, or oominit's own at the end of `--grace`): it is forgotten. More deaths by SIGKILL
-//! than new kills: all are named, each marked uncertain. Nothing here runs while the cgroup is
-//! quiet: only on its wakes, on reaps, and at exit.
+//! `kill -9`, or oominit's own at the end of `--grace`): it is forgotten. A death seen after the
+//! read may belong to the next rise, and waits for it unless it fits in this one. More deaths
+//! seen before the read than new kills: all are named, each marked uncertain. Nothing here runs
+//! while the cgroup is quiet: only on its wakes, on reaps, and at exit.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

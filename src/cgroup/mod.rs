@@ -251,7 +251,7 @@ impl Cgroup {
         }
     }
 
-    /// v1: an eventfd for usage nearing the limit (see [`v1::early_warning`]). v2 needs none:
+    /// v1: an eventfd for usage nearing the limit (see `v1::early_warning`). v2 needs none:
     /// its `max` events come through the same watch as the kills.
     pub fn early_warning(&self) -> Option<(OwnedFd, u64)> {
         match self.version {
