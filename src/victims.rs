@@ -80,6 +80,8 @@ struct Tracked {
     comm_len: Option<usize>,
     /// Named, and not yet seen dead: what it was killed for may still be charged.
     holds_memory: bool,
+    /// It exec'd since its argv was read: read it again at the next listing.
+    argv_stale: bool,
     /// How many counter reads had begun when its fate was last seen (see `Victims::settle`).
     seen: u64,
     argv: Vec<String>,
@@ -275,6 +277,10 @@ impl Victims {
                 }
             }
         }
+        for t in self.tracked.iter_mut().filter(|t| t.argv_stale && t.fate == Fate::Alive) {
+            t.argv = cmdline(t.pid);
+            t.argv_stale = false;
+        }
         let text = std::mem::take(&mut self.buf);
         let pids =
             text.split(|b| b.is_ascii_whitespace()).filter_map(|p| std::str::from_utf8(p).ok()?.parse().ok());
@@ -337,6 +343,7 @@ impl Tracked {
             comm: [0; 64],
             comm_len: None,
             holds_memory: false,
+            argv_stale: false,
             seen: 0,
             argv: Vec::new(),
             rss_bytes: None,
@@ -379,6 +386,13 @@ impl Tracked {
         };
         if self.comm_len.is_none() || !s.exiting {
             let len = s.comm.len().min(self.comm.len());
+            // A new name is an exec since the argv was read (seen in the VM: a shell's child
+            // listed between fork and exec, named later as memhog with the shell's argv). The
+            // argv is dropped, not guessed, and read again at the next listing.
+            if self.comm_len.is_some_and(|old| self.comm[..old] != s.comm.as_bytes()[..len]) {
+                self.argv.clear();
+                self.argv_stale = true;
+            }
             self.comm[..len].copy_from_slice(&s.comm.as_bytes()[..len]);
             self.comm_len = Some(len);
         }
