@@ -85,7 +85,7 @@ impl<'a> OomWatch<'a> {
             unnamed_dying: false,
             sink,
             line: Vec::new(),
-            victims: Victims::new(None, None),
+            victims: Victims::default(),
         };
         match &w.cgroup {
             Ok(cg) => match cg.counters() {
@@ -206,12 +206,15 @@ impl<'a> OomWatch<'a> {
             // kill under way (the OOM killer does not pick again while its victim lives).
             return self.reported == 0 && self.outweighed();
         }
+        if !self.unnamed_dying && !self.victims.dying() {
+            return true;
+        }
+        let m = self.cgroup.as_ref().map(|cg| cg.memory()).unwrap_or_default();
         if self.unnamed_dying {
-            let m = self.cgroup.as_ref().map(|cg| cg.memory()).unwrap_or_default();
             self.unnamed_dying =
                 matches!((m.usage_bytes, m.limit_bytes), (Some(u), Some(l)) if u.saturating_add(ROOM) > l);
         }
-        (!self.unnamed_dying && !self.victims.dying()) || self.outweighed()
+        (!self.unnamed_dying && !self.victims.dying()) || self.outweighed_at(m.usage_bytes)
     }
 
     /// The cgroup holds more than the processes oominit knows of by more than the main process's
@@ -219,7 +222,11 @@ impl<'a> OomWatch<'a> {
     /// for the OOM killer to pick first (the rest of a stress-like workload, which is exactly what
     /// must be listed before the next kill).
     fn outweighed(&self) -> bool {
-        let usage = self.cgroup.as_ref().ok().and_then(|cg| cg.memory().usage_bytes);
+        self.outweighed_at(self.cgroup.as_ref().ok().and_then(|cg| cg.memory().usage_bytes))
+    }
+
+    /// [`outweighed`](Self::outweighed), with usage already read.
+    fn outweighed_at(&self, usage: Option<u64>) -> bool {
         match (usage, self.victims.known_rss()) {
             (Some(u), Some((known, main))) => u.saturating_sub(known) > main.max(UNKNOWN_ENOUGH),
             _ => false,

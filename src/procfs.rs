@@ -123,7 +123,7 @@ mod tests {
             sigkill_pending: false,
             exit_code: Some(0),
         };
-        assert_eq!(super::stat(stat), Some(Stat { ..alive }));
+        assert_eq!(super::stat(stat), Some(alive));
         let hostile = stat.replacen("(cat)", "(a) b) (c)", 1);
         assert_eq!(super::stat(&hostile).map(|s| s.comm), Some("a) b) (c"));
         // The same task after do_exit began (flags | PF_EXITING), and as a zombie.

@@ -89,6 +89,8 @@ struct Tracked {
     fate: Fate,
 }
 
+/// Default: following nothing, the placeholder until the command is forked (no allocation).
+#[derive(Default)]
 pub struct Victims {
     /// The cgroup's `cgroup.procs`; None without a cgroup.
     procs: Option<File>,
@@ -229,9 +231,7 @@ impl Victims {
         let holding = |t: &&Tracked| matches!(t.fate, Fate::Alive | Fate::Killed(_)) || t.holds_memory;
         let rss = |t: &Tracked| t.rss_bytes.unwrap_or(0);
         let all = self.tracked.iter().filter(holding).map(rss).sum();
-        // Never seen alive, the main process's size is unknown: then nothing is known.
-        let main = self.tracked.iter().find(|t| t.main).map_or(Some(0), |t| t.rss_bytes)?;
-        Some((all, main))
+        Some((all, self.main_rss()?))
     }
 
     /// Whether two processes followed, alive and not killed, are bigger than `floor` and than the
@@ -239,11 +239,15 @@ impl Victims {
     /// them, not the main process or oominit. Two, because the biggest may be the victim of a
     /// kill under way, skipped while it dies (seen: with one, `sh -c 'memhog 128'` lost sh).
     pub fn shielded(&self, floor: u64) -> bool {
-        let Some(main) = self.tracked.iter().find(|t| t.main).map_or(Some(0), |t| t.rss_bytes) else {
-            return false;
-        };
+        let Some(main) = self.main_rss() else { return false };
         let big = |t: &&Tracked| t.fate == Fate::Alive && !t.main && t.rss_bytes > Some(main.max(floor));
         self.tracked.iter().filter(big).count() >= 2
+    }
+
+    /// The main process's size as last seen alive; 0 without one, None while never seen alive
+    /// (then its size, and so what is known, is unknown).
+    fn main_rss(&self) -> Option<u64> {
+        self.tracked.iter().find(|t| t.main).map_or(Some(0), |t| t.rss_bytes)
     }
 
     /// How many are named with certainty.
