@@ -246,17 +246,15 @@ impl<'a> OomWatch<'a> {
             return (Some(delta), false);
         }
         // The victims are dying now: look again at once, through what is already open. Listing
-        // the cgroup too (opening files, which the kernel charges to the cgroup) only when a big
-        // process oominit follows would be the OOM killer's next pick, or at the container's
-        // first kill when the cgroup holds much more than oominit knows of: seen on this
-        // project's host, listing after a kill at other times set off a second OOM that killed
-        // oominit itself (the victim, skipped by the OOM killer, not yet uncharged). Measured
-        // with these rules: oominit killed 0 of 200 runs with the main process as the hog, the
-        // main process 0 of 150 with a leaf as the hog. The listing finds victims started after
-        // the last look, still dying (the first kill often comes before any look: v1's early
-        // warning is registered 8 to 32 ms after the start); without it they go unnamed.
-        let list = self.victims.shielded(UNKNOWN_ENOUGH) || (self.reported == 0 && self.outweighed());
-        self.victims.observe(list);
+        // the cgroup too (opening files, which the kernel charges to the cgroup) only when two
+        // big processes oominit follows would be the OOM killer's next picks: a charge made now
+        // can have it pass over the dying victim and kill oominit or the main process. Seen on
+        // this host (oominit killed when listing right after a kill) and in the VM (the main
+        // shell killed when a first kill of an untracked leaf was followed by a listing, because
+        // the memory oominit did not know of was the dying leaf's own). Measured with this rule:
+        // oominit killed 0 of 200 runs with the main process as the hog, the main process 0 of
+        // 150 with a leaf as the hog. A victim never seen before it died goes unnamed.
+        self.victims.observe(self.victims.shielded(UNKNOWN_ENOUGH));
         // Naming allocates (names, argv): only once there is room, like the write after it.
         // Before this wait, measured: oominit killed in 2 to 4 runs of 100 when the main process
         // was the hog, 0 after.
