@@ -214,7 +214,10 @@ def verdict(v0, rc0, scope, kills0=None, watch=None, n_events0=None, main="sh"):
             # too. Rare; the kernel decided it, and oominit must say so.
             print(f"note {r['name']}: the kernel also killed the main process ({r['killed']}; OOMs invoked by "
                   f"{r['invoked']}): expecting main_oom")
-            v, rc, kills, n_events = "main_oom", 137, len(r["killed"]), len(r["killed"])
+            # Two kills can then fall between two reads: live events rise, not always by one.
+            v, rc, kills, n_events = "main_oom", 137, len(r["killed"]), None
+            got = [x["kills"] for x in events(r)]
+            expect(got == sorted(set(got)) and got[-1:] == [kills], f"live events {got}, expected rising to {kills}")
         expect(r["rc"] == rc, f"exit code {r['rc']}, expected {rc}")
         expect(e["verdict"] == v, f"verdict {e['verdict']}, expected {v}")
         expect(e["exit_code"] == rc, f"record exit_code {e['exit_code']}, expected {rc}")
@@ -245,7 +248,8 @@ def leaf_named(inner):
     def check(r):
         e = inner(r)
         v = [x for x in e["oom"]["victims"] if x["comm"] == "memhog" and not x["uncertain"]]
-        expect(len(v) == e["oom"]["kills"], f"victims {e['oom']['victims']}, kills {e['oom']['kills']}")
+        leaves = r["killed"].count("memhog")
+        expect(len(v) == leaves, f"victims {e['oom']['victims']}, kernel killed {r['killed']}")
         # On one CPU the kill usually comes before oominit runs at all after the first `max`
         # event: the victim is first seen dying, its memory and argv already gone. Then they
         # are empty, never wrong.
