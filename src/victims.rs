@@ -39,6 +39,11 @@ use crate::record::Victim;
 /// Processes followed at once: two descriptors each. Beyond this, kills go unnamed.
 const MAX_TRACKED: usize = 512;
 
+/// `cgroup.procs` read at once: ~1000 pids of 7 digits; a longer list grows the buffer.
+const LIST_BYTES: usize = 8192;
+/// Of a process's `cmdline`, enough for 16 arguments of 256 bytes (record::short_argv).
+const CMDLINE_BYTES: usize = 4096;
+
 /// PIDFD_GET_INFO (include/uapi/linux/pidfd.h): `_IOWR(0xFF, 11, struct pidfd_info)`, 64 bytes.
 const PIDFD_GET_INFO: u32 = 0xC040_FF0B;
 const PIDFD_INFO_EXIT: u64 = 1 << 3;
@@ -107,6 +112,8 @@ pub struct Victims {
     pidfds: bool,
     /// Where `cgroup.procs` is read into, kept between reads.
     buf: Vec<u8>,
+    /// Where a `/proc/PID/cmdline` is read into, kept between reads.
+    cmdline_buf: Vec<u8>,
     /// Counter reads so far.
     reads: u64,
 }
@@ -121,15 +128,18 @@ impl Victims {
         let mut v = Victims {
             procs: path.as_ref().and_then(|p| File::open(p).ok()),
             reopen: path.filter(|_| matches!(dir, Some((_, Version::V1)))),
-            // Room for the usual few, so that noting a death does not allocate.
-            tracked: Vec::with_capacity(64),
+            tracked: Vec::new(),
             named: Vec::with_capacity(16),
             me: std::process::id() as pid_t,
             page_size,
             pidfds: true,
-            buf: Vec::with_capacity(4096),
+            buf: Vec::new(),
+            cmdline_buf: Vec::new(),
             reads: 0,
         };
+        if v.procs.is_some() {
+            v.prefault();
+        }
         if let Some((pid, argv)) = main {
             v.track(pid, Some(argv));
             // The child may not have exec'd yet: what its stat said is oominit's name and size.
@@ -138,7 +148,24 @@ impl Victims {
                 t.rss_bytes = None;
             }
         }
+        // Read once now: the kernel allocates a seq_file's buffer at its first read (seq_read_iter,
+        // charged to the cgroup) and keeps it while the file is open, and on v2 it is held open.
+        v.list();
         v
+    }
+
+    /// Touch now, while the cgroup has room, the memory a listing writes to: the first listing
+    /// comes as the cgroup nears or reaches its limit, and a page oominit faults in then is
+    /// charged there. Seen in the VM (v2, the first listing at the first `max` event): the read
+    /// of `cgroup.procs` into a buffer reserved but never touched took 46 to 51 ms, while the
+    /// first worker was killed and reaped unseen. Room for the usual few processes, so that
+    /// following them and noting their deaths does not fault either.
+    fn prefault(&mut self) {
+        self.buf.resize(LIST_BYTES, 0);
+        self.buf.clear();
+        self.cmdline_buf.resize(CMDLINE_BYTES, 0);
+        self.tracked.extend((0..64).map(|_| Tracked::gone(0, Fate::Ended)));
+        self.tracked.clear();
     }
 
     /// Look at every process followed, and with `list`, start following the cgroup's new ones.
@@ -271,8 +298,12 @@ impl Victims {
         let Some(procs) = &self.procs else { return };
         self.buf.clear();
         loop {
+            // Into the room touched already; more only for a list longer than ever before.
             let len = self.buf.len();
-            self.buf.resize(len + 4096, 0);
+            if self.buf.capacity() - len < LIST_BYTES / 4 {
+                self.buf.reserve(LIST_BYTES);
+            }
+            self.buf.resize(self.buf.capacity(), 0);
             match procs.read_at(&mut self.buf[len..], len as u64) {
                 Ok(n) if n > 0 => self.buf.truncate(len + n),
                 _ => {
@@ -282,7 +313,7 @@ impl Victims {
             }
         }
         for t in self.tracked.iter_mut().filter(|t| t.argv_stale && t.fate == Fate::Alive) {
-            t.argv = cmdline(t.pid);
+            t.argv = cmdline(t.pid, &mut self.cmdline_buf);
             t.argv_stale = false;
         }
         let text = std::mem::take(&mut self.buf);
@@ -304,7 +335,7 @@ impl Victims {
         let Ok(stat) = File::open(format!("/proc/{pid}/stat")) else { return };
         let pidfd = if self.pidfds { self.pidfd(pid) } else { None };
         let main = argv.is_some();
-        let argv = argv.unwrap_or_else(|| cmdline(pid));
+        let argv = argv.unwrap_or_else(|| cmdline(pid, &mut self.cmdline_buf));
         let mut t = Tracked { main, stat: Some(stat), pidfd, argv, ..Tracked::gone(pid, Fate::Alive) };
         t.look(self.page_size);
         t.seen = self.reads;
@@ -437,11 +468,11 @@ fn exit_status(info: PidfdInfo) -> Option<Status> {
     Status::from_raw(info.exit_code)
 }
 
-/// argv from `/proc/PID/cmdline`, shortened; empty for a zombie or a kernel thread.
-fn cmdline(pid: pid_t) -> Vec<String> {
-    // On the heap: a 4 KiB frame, inlined into its callers, overflowed a 16 KiB RLIMIT_STACK.
-    let mut buf = vec![0u8; 4096];
-    let n = File::open(format!("/proc/{pid}/cmdline")).and_then(|f| f.read_at(&mut buf, 0)).unwrap_or(0);
+/// argv from `/proc/PID/cmdline`, shortened; empty for a zombie or a kernel thread. Read into
+/// `buf`, which is on the heap: a 4 KiB frame, inlined into its callers, overflowed a 16 KiB
+/// RLIMIT_STACK.
+fn cmdline(pid: pid_t, buf: &mut [u8]) -> Vec<String> {
+    let n = File::open(format!("/proc/{pid}/cmdline")).and_then(|f| f.read_at(buf, 0)).unwrap_or(0);
     // Each argument ends in a NUL; a full buffer may end mid-argument.
     let text = buf[..n].strip_suffix(&[0]).unwrap_or(&buf[..n]);
     if text.is_empty() {
