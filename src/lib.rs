@@ -8,6 +8,7 @@
 //! kills as they happen ([`supervise`]); decide what happened and write the exit record
 //! ([`record`], [`sink`]); exit with the command's code, or the OOM exit code under `--strict`.
 
+pub mod ballast;
 pub mod cgroup;
 pub mod cli;
 pub mod diag;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use nix::libc::pid_t;
 use nix::sys::timerfd::TimerFd;
 
+use crate::ballast::{self, Ballast};
 use crate::cgroup::{Cgroup, Counters, Watch};
 use crate::diag;
 use crate::reap::Status;
@@ -45,6 +46,8 @@ pub struct OomWatch<'a> {
     /// allocates nothing new while the cgroup is full (see `Watch::drain`).
     line: Vec<u8>,
     victims: Victims,
+    /// Room for listing at the limit (see [`ballast`]).
+    ballast: Ballast,
 }
 
 /// What woke the loop, by position in [`Watcher::fds`].
@@ -86,6 +89,7 @@ impl<'a> OomWatch<'a> {
             sink,
             line: Vec::new(),
             victims: Victims::default(),
+            ballast: Ballast::default(),
         };
         match &w.cgroup {
             Ok(cg) => match cg.counters() {
@@ -127,6 +131,9 @@ impl<'a> OomWatch<'a> {
         // After the OOM notification: that one must be in place before the command can fill the
         // cgroup (and the main process is in the list from here on).
         self.victims = Victims::new(Some((cg.path(), cg.version)), main);
+        if cg.memory().limit_bytes.is_some() {
+            self.ballast = Ballast::new();
+        }
         self.warning = cg.early_warning();
         // A dry run of a live event, written nowhere: it warms the allocator's size classes and
         // faults in the code paths while there is room.
@@ -185,6 +192,29 @@ impl<'a> OomWatch<'a> {
                 }
                 _ => return,
             }
+        }
+    }
+
+    /// Whether the cgroup has `extra` bytes free and [`ROOM`] besides (false when unknown).
+    fn has_room(&self, extra: u64) -> bool {
+        let m = self.cgroup.as_ref().map(|cg| cg.memory()).unwrap_or_default();
+        matches!((m.usage_bytes, m.limit_bytes), (Some(u), Some(l)) if u.saturating_add(extra + ROOM) <= l)
+    }
+
+    /// List the cgroup's processes and follow the new ones. Near the limit, the reserve is given
+    /// back first, as room for what that charges (see [`ballast`]).
+    fn list(&mut self) {
+        if self.ballast.held() && !self.has_room(ballast::BYTES as u64) {
+            self.ballast.release();
+        }
+        self.victims.observe(true);
+    }
+
+    /// Take the reserve again once it fits with room to spare: never itself the charge that
+    /// fills the cgroup.
+    fn retake_ballast(&mut self) {
+        if !self.ballast.held() && self.has_room(2 * ballast::BYTES as u64) {
+            self.ballast.hold();
         }
     }
 
@@ -254,11 +284,16 @@ impl<'a> OomWatch<'a> {
         // the memory oominit did not know of was the dying leaf's own). Measured with this rule:
         // oominit killed 0 of 200 runs with the main process as the hog, the main process 0 of
         // 150 with a leaf as the hog. A victim never seen before it died goes unnamed.
-        self.victims.observe(self.victims.shielded(UNKNOWN_ENOUGH));
+        if self.victims.shielded(UNKNOWN_ENOUGH) {
+            self.list();
+        } else {
+            self.victims.observe(false);
+        }
         // Naming allocates (names, argv): only once there is room, like the write after it.
         // Before this wait, measured: oominit killed in 2 to 4 runs of 100 when the main process
         // was the hog, 0 after.
         self.wait_for_room();
+        self.retake_ballast();
         self.victims.settle(new);
         self.unnamed_dying = self.victims.certain() < kills;
         self.reported = kills;
@@ -358,7 +393,7 @@ impl Watcher for OomWatch<'_> {
                 let (_, rose) = self.check();
                 let in_flight = matches!(self.watch, Some(Watch::EventFd(..)));
                 if !rose && self.may_list(in_flight) {
-                    self.victims.observe(true);
+                    self.list();
                 }
                 self.schedule_recheck(rose, 0);
             }
@@ -382,7 +417,8 @@ impl Watcher for OomWatch<'_> {
                 let (_, rose) = self.check();
                 // Falling back under the threshold is mostly a victim's memory being released.
                 if rising && !rose {
-                    self.victims.observe(true);
+                    self.retake_ballast();
+                    self.list();
                 }
             }
         }
