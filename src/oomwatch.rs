@@ -32,9 +32,11 @@ pub struct OomWatch<'a> {
     /// v1 with an eventfd: the re-check timer, and how many re-checks have run since the last
     /// notification.
     recheck: Option<(TimerFd, u32)>,
-    /// v1: usage crossing this many bytes, either way (a time to look at the processes, not a
-    /// kill).
+    /// v1: usage crossing this many bytes (or more thresholds above it), either way (a time to
+    /// look at the processes, not a kill).
     warning: Option<(OwnedFd, u64)>,
+    /// v1: usage at the last of those wakes, to tell rising from falling.
+    warning_usage: u64,
     baseline: Counters,
     /// The kill count already reported in a live event.
     reported: u64,
@@ -83,6 +85,7 @@ impl<'a> OomWatch<'a> {
             watch: None,
             recheck: None,
             warning: None,
+            warning_usage: 0,
             baseline: Counters::default(),
             reported: 0,
             unnamed_dying: false,
@@ -221,20 +224,13 @@ impl<'a> OomWatch<'a> {
     /// Whether opening files now (listing new processes) is safe. A charge oominit makes at the
     /// limit has the OOM killer pick the biggest eligible task. While a victim may still hold
     /// memory it is skipped, and the pick can be the main process or oominit itself: seen in the
-    /// VM, listing on the `max` events that followed a kill killed the main process; seen on this
-    /// host, listing as a v1 OOM began (`in_flight`) killed oominit when the main process was the
-    /// hog and its size was not yet known. So then list only when processes oominit follows,
-    /// alive and bigger than the main process, would be picked first; at the container's first
-    /// OOM, or outside an OOM, also when the cgroup holds much more than the processes oominit
-    /// knows ([`outweighed`](Self::outweighed)).
-    fn may_list(&mut self, in_flight: bool) -> bool {
+    /// VM, listing on the `max` events that followed a kill killed the main process. So then list
+    /// only when processes oominit follows, alive and bigger than the main process, would be
+    /// picked first, or when the cgroup holds much more than the processes oominit knows
+    /// ([`outweighed_at`](Self::outweighed_at)).
+    fn may_list(&mut self) -> bool {
         if self.victims.shielded(UNKNOWN_ENOUGH) {
             return true;
-        }
-        if in_flight {
-            // The first OOM of the container, nothing killed yet: a charge now waits for the
-            // kill under way (the OOM killer does not pick again while its victim lives).
-            return self.reported == 0 && self.outweighed();
         }
         if !self.unnamed_dying && !self.victims.dying() {
             return true;
@@ -247,15 +243,10 @@ impl<'a> OomWatch<'a> {
         (!self.unnamed_dying && !self.victims.dying()) || self.outweighed_at(m.usage_bytes)
     }
 
-    /// The cgroup holds more than the processes oominit knows of by more than the main process's
-    /// size and a margin: untracked processes bigger than oominit and the main process are there
-    /// for the OOM killer to pick first (the rest of a stress-like workload, which is exactly what
-    /// must be listed before the next kill).
-    fn outweighed(&self) -> bool {
-        self.outweighed_at(self.cgroup.as_ref().ok().and_then(|cg| cg.memory().usage_bytes))
-    }
-
-    /// [`outweighed`](Self::outweighed), with usage already read.
+    /// The cgroup (`usage` bytes) holds more than the processes oominit knows of by more than the
+    /// main process's size and a margin: untracked processes bigger than oominit and the main
+    /// process are there for the OOM killer to pick first (the rest of a stress-like workload,
+    /// which is exactly what must be listed before the next kill).
     fn outweighed_at(&self, usage: Option<u64>) -> bool {
         match (usage, self.victims.known_rss()) {
             (Some(u), Some((known, main))) => u.saturating_sub(known) > main.max(UNKNOWN_ENOUGH),
@@ -391,8 +382,14 @@ impl Watcher for OomWatch<'_> {
                     w.drain();
                 }
                 let (_, rose) = self.check();
+                // v1 notifies as an OOM begins, and a charge then can set off a second kill
+                // rather than wait for the first: the kernel marks a victim as done with
+                // (MMF_OOM_SKIP, in exit_mmap) before its last pages are uncharged. Seen on
+                // this host with the tests run in parallel: oominit's own open right after a
+                // kill (`oominit invoked oom-killer`, GFP_KERNEL_ACCOUNT) killed oominit, or the
+                // main shell. v1 lists at its thresholds instead, while there is room.
                 let in_flight = matches!(self.watch, Some(Watch::EventFd(..)));
-                if !rose && self.may_list(in_flight) {
+                if !rose && !in_flight && self.may_list() {
                     self.list();
                 }
                 self.schedule_recheck(rose, 0);
@@ -410,13 +407,17 @@ impl Watcher for OomWatch<'_> {
             }
             Wake::Warning => {
                 let Some((w, threshold)) = &self.warning else { return };
+                let threshold = *threshold;
                 let mut buf = [0u8; 8];
                 let _ = nix::unistd::read(w, &mut buf);
-                let rising =
-                    self.cgroup.as_ref().ok().and_then(|cg| cg.memory().usage_bytes) >= Some(*threshold);
+                let usage = self.cgroup.as_ref().ok().and_then(|cg| cg.memory().usage_bytes).unwrap_or(0);
+                // Crossing a threshold downwards is mostly a victim's memory being released
+                // (with two thresholds, usage can be above the lower one as it falls past the
+                // higher one): then nothing is listed.
+                let rising = usage >= threshold && usage > self.warning_usage;
+                self.warning_usage = usage;
                 let (_, rose) = self.check();
-                // Falling back under the threshold is mostly a victim's memory being released.
-                if rising && !rose {
+                if rising && !rose && self.may_list() {
                     self.retake_ballast();
                     self.list();
                 }

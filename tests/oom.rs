@@ -147,7 +147,7 @@ fn strict_turns_a_hidden_oom_into_137() {
     let out = sh(&cg, &["--strict"], "{memhog} 128; exit 0");
     assert_eq!(code(&out), 137, "{}", stderr(&out));
     let r = exit_record(&out.stderr);
-    assert_eq!(r["verdict"], "leaf_oom");
+    assert_eq!(r["verdict"], "leaf_oom", "{}", stderr(&out));
     assert_eq!(r["main"]["exit_code"], 0, "the record keeps what main returned");
     assert_eq!(r["exit_code"], 137);
     assert_eq!(r["strict_applied"], true);
@@ -158,11 +158,11 @@ fn strict_turns_a_hidden_oom_into_137() {
     assert_eq!(code(&out), 137, "OOMINIT_STRICT=1: {}", stderr(&out));
 
     let out = sh(&cg, &["--strict", "--oom-exit-code", "3"], "{memhog} 128; exit 0");
-    assert_eq!(code(&out), 3);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
 
     // --strict changes nothing when main itself failed: its own code stands.
     let out = sh(&cg, &["--strict"], "{memhog} 128; exit 5");
-    assert_eq!(code(&out), 5);
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
     assert_eq!(exit_record(&out.stderr)["strict_applied"], false);
 }
 
