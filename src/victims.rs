@@ -335,8 +335,14 @@ impl Victims {
         let Ok(stat) = File::open(format!("/proc/{pid}/stat")) else { return };
         let pidfd = if self.pidfds { self.pidfd(pid) } else { None };
         let main = argv.is_some();
-        let argv = argv.unwrap_or_else(|| cmdline(pid, &mut self.cmdline_buf));
-        let mut t = Tracked { main, stat: Some(stat), pidfd, argv, ..Tracked::gone(pid, Fate::Alive) };
+        let mut t = Tracked { main, stat: Some(stat), pidfd, ..Tracked::gone(pid, Fate::Alive) };
+        // Its name before its argv, and again after: a process listed between fork and exec
+        // (the cgroup is listed as the watch is armed, when the command may be forking its
+        // first child) could have its argv read before the exec and its name after. Seen in the
+        // VM: memhog named with its parent shell's argv. A name that changed in between drops
+        // the argv, to be read again at the next listing.
+        t.look(self.page_size);
+        t.argv = argv.unwrap_or_else(|| cmdline(pid, &mut self.cmdline_buf));
         t.look(self.page_size);
         t.seen = self.reads;
         self.tracked.push(t);

@@ -247,15 +247,27 @@ def leaf_named(inner):
     """The leaf memhog named: reaped by its own parent (sh), so oominit never saw its status."""
     def check(r):
         e = inner(r)
-        v = [x for x in e["oom"]["victims"] if x["comm"] == "memhog" and not x["uncertain"]]
+        victims = e["oom"]["victims"]
+        v = [x for x in victims if x["comm"] == "memhog" and not x["uncertain"]]
         leaves = r["killed"].count("memhog")
-        expect(len(v) == leaves, f"victims {e['oom']['victims']}, kernel killed {r['killed']}")
+        # This kernel (6.1) keeps no exit status for a pidfd once the process is reaped (6.15+
+        # does). A leaf killed and reaped by sh before the kill's wake reaches oominit (cgroup v2
+        # announces it up to 10 ms late when `max` events came just before) can only be named
+        # as it is: `vanished`, uncertain, and counted in `unnamed`. Seen in ~1 of 10 runs of
+        # v2_three_leaves, before and after this session's changes. Accepted as that and said;
+        # a wrong or missing name still fails.
+        vanished = [x for x in victims if x["source"] == "vanished" and x["uncertain"] and x["comm"] in ("memhog", None)]
+        expect(len(v) + len(vanished) == leaves and len(victims) == leaves,
+               f"victims {victims}, kernel killed {r['killed']}")
+        if vanished:
+            print(f"note {r['name']}: {len(vanished)} of {leaves} leaves reaped by sh before oominit looked: "
+                  "named `vanished`, uncertain (no pidfd exit status before 6.15)")
         # On one CPU the kill usually comes before oominit runs at all after the first `max`
         # event: the victim is first seen dying, its memory and argv already gone. Then they
         # are empty, never wrong.
         expect(all(x["argv"] in (["/memhog", "128"], []) and not x["main"] for x in v), f"victims {v}")
         expect(all(x["rss_bytes"] is None or 8 * MIB <= x["rss_bytes"] <= 40 * MIB for x in v), f"rss_bytes {v}")
-        expect(e["oom"]["unnamed"] == 0, f"unnamed {e['oom']['unnamed']}")
+        expect(e["oom"]["unnamed"] == len(vanished), f"unnamed {e['oom']['unnamed']}")
         return e
     return check
 
