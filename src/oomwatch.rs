@@ -135,6 +135,7 @@ impl<'a> OomWatch<'a> {
         // cgroup (and the main process is in the list from here on).
         self.victims = Victims::new(Some((cg.path(), cg.version)), main);
         if cg.memory().limit_bytes.is_some() {
+            self.victims.prefault();
             self.ballast = Ballast::new();
         }
         self.warning = cg.early_warning();

@@ -137,9 +137,6 @@ impl Victims {
             cmdline_buf: Vec::new(),
             reads: 0,
         };
-        if v.procs.is_some() {
-            v.prefault();
-        }
         if let Some((pid, argv)) = main {
             v.track(pid, Some(argv));
             // The child may not have exec'd yet: what its stat said is oominit's name and size.
@@ -148,9 +145,13 @@ impl Victims {
                 t.rss_bytes = None;
             }
         }
-        // Read once now: the kernel allocates a seq_file's buffer at its first read (seq_read_iter,
-        // charged to the cgroup) and keeps it while the file is open, and on v2 it is held open.
-        v.list();
+        // On v2, where `cgroup.procs` is held open, read it once now: the kernel allocates a
+        // seq_file's buffer at its first read (seq_read_iter, charged to the cgroup) and keeps it
+        // while the file is open. Only read: following what is there now (which, where oominit
+        // is not PID 1, can be a whole host's session) would cost a container start ~200 µs.
+        if v.reopen.is_none() {
+            v.read_procs();
+        }
         v
     }
 
@@ -160,12 +161,17 @@ impl Victims {
     /// of `cgroup.procs` into a buffer reserved but never touched took 46 to 51 ms, while the
     /// first worker was killed and reaped unseen. Room for the usual few processes, so that
     /// following them and noting their deaths does not fault either.
-    fn prefault(&mut self) {
+    ///
+    /// For a cgroup with a limit of its own (the watcher's call: elsewhere nothing here is
+    /// charged at a limit, and a container start need not pay for it).
+    pub fn prefault(&mut self) {
         self.buf.resize(LIST_BYTES, 0);
         self.buf.clear();
         self.cmdline_buf.resize(CMDLINE_BYTES, 0);
+        // Beyond those followed already (the main process).
+        let followed = self.tracked.len();
         self.tracked.extend((0..64).map(|_| Tracked::gone(0, Fate::Ended)));
-        self.tracked.clear();
+        self.tracked.truncate(followed);
     }
 
     /// Look at every process followed, and with `list`, start following the cgroup's new ones.
@@ -292,11 +298,30 @@ impl Victims {
     }
 
     fn list(&mut self) {
+        self.read_procs();
+        for t in self.tracked.iter_mut().filter(|t| t.argv_stale && t.fate == Fate::Alive) {
+            t.argv = cmdline(t.pid, &mut self.cmdline_buf);
+            t.argv_stale = false;
+        }
+        let text = std::mem::take(&mut self.buf);
+        let pids =
+            text.split(|b| b.is_ascii_whitespace()).filter_map(|p| std::str::from_utf8(p).ok()?.parse().ok());
+        for pid in pids {
+            // 0: a process outside oominit's PID namespace.
+            if pid != 0 && pid != self.me && !self.tracked.iter().any(|t| t.pid == pid) {
+                self.track(pid, None);
+            }
+        }
+        self.buf = text;
+    }
+
+    /// `cgroup.procs` into `buf` (reopened first on v1; see `reopen`).
+    fn read_procs(&mut self) {
         if let Some(path) = &self.reopen {
             self.procs = File::open(path).ok();
         }
-        let Some(procs) = &self.procs else { return };
         self.buf.clear();
+        let Some(procs) = &self.procs else { return };
         loop {
             // Into the room touched already; more only for a list longer than ever before.
             let len = self.buf.len();
@@ -312,20 +337,6 @@ impl Victims {
                 }
             }
         }
-        for t in self.tracked.iter_mut().filter(|t| t.argv_stale && t.fate == Fate::Alive) {
-            t.argv = cmdline(t.pid, &mut self.cmdline_buf);
-            t.argv_stale = false;
-        }
-        let text = std::mem::take(&mut self.buf);
-        let pids =
-            text.split(|b| b.is_ascii_whitespace()).filter_map(|p| std::str::from_utf8(p).ok()?.parse().ok());
-        for pid in pids {
-            // 0: a process outside oominit's PID namespace.
-            if pid != 0 && pid != self.me && !self.tracked.iter().any(|t| t.pid == pid) {
-                self.track(pid, None);
-            }
-        }
-        self.buf = text;
     }
 
     fn track(&mut self, pid: pid_t, argv: Option<Vec<String>>) {
