@@ -348,10 +348,10 @@ impl Victims {
         let main = argv.is_some();
         let mut t = Tracked { main, stat: Some(stat), pidfd, ..Tracked::gone(pid, Fate::Alive) };
         // Its name before its argv, and again after: a process listed between fork and exec
-        // (the cgroup is listed as the watch is armed, when the command may be forking its
-        // first child) could have its argv read before the exec and its name after. Seen in the
-        // VM: memhog named with its parent shell's argv. A name that changed in between drops
-        // the argv, to be read again at the next listing.
+        // (a shell's child, say) could have its argv read before the exec and its name after.
+        // Seen in the VM, with a listing as the watch was armed (since dropped): memhog named
+        // with its parent shell's argv. A name that changed in between drops the argv, to be
+        // read again at the next listing.
         t.look(self.page_size);
         t.argv = argv.unwrap_or_else(|| cmdline(pid, &mut self.cmdline_buf));
         t.look(self.page_size);

@@ -105,8 +105,8 @@ pub fn early_warning(cg: &Cgroup) -> Option<(OwnedFd, u64)> {
         // helper ran) would never be announced. Then it is announced here.
         for (threshold, line) in lines {
             let mut buf = [0u8; 32];
-            let now = usage.read_at(&mut buf, 0).ok().and_then(|n| keyed::single(std::str::from_utf8(&buf[..n]).ok()?));
-            let now = now.flatten();
+            let read = usage.read_at(&mut buf, 0).ok();
+            let now = read.and_then(|n| keyed::single(std::str::from_utf8(&buf[..n]).ok()?)).flatten();
             if now >= Some(threshold) {
                 let _ = nix::unistd::write(&poke, &1u64.to_ne_bytes());
             }
