@@ -66,3 +66,31 @@ impl Ballast {
         self.held = false;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How many of the reserve's pages the kernel has resident (mincore).
+    fn resident(b: &Ballast) -> usize {
+        let Some(at) = b.at else { return 0 };
+        let mut vec = [0u8; BYTES / 4096];
+        // SAFETY: the mapping made in `new`, BYTES long; one status byte per 4 KiB page.
+        let rc = unsafe { libc::mincore(at as *mut libc::c_void, BYTES, vec.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+        vec.iter().filter(|&&v| v & 1 == 1).count()
+    }
+
+    #[test]
+    fn the_reserve_is_resident_when_held_and_given_back_when_released() {
+        let mut b = Ballast::new();
+        assert!(b.held());
+        assert_eq!(resident(&b), BYTES / 4096);
+        b.release();
+        assert!(!b.held());
+        assert_eq!(resident(&b), 0, "MADV_DONTNEED drops the pages");
+        b.release();
+        b.hold();
+        assert_eq!(resident(&b), BYTES / 4096);
+    }
+}
