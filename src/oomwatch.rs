@@ -374,8 +374,9 @@ impl Watcher for OomWatch<'_> {
         // Every wake here means the cgroup is at or near its limit: the moment to note who is in
         // it and how big, before anyone is killed. New processes are listed (which opens files,
         // so allocates) only where there is room or a kill is coming anyway, never in the
-        // aftermath of one (see `check`): usage rising past v1's early warning, and v2's `max`
-        // events that were not a kill (the OOM killer would pick the task filling the cgroup).
+        // aftermath of one (see `check`): usage rising past v1's thresholds, and v2's `max`
+        // events that were not a kill (the OOM killer would pick the task filling the cgroup;
+        // the reserve in [`ballast`] is room for what the listing charges).
         self.victims.observe(false);
         match wake {
             Wake::Watch => {

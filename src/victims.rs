@@ -4,8 +4,8 @@
 //! The hard case is the common one: a victim whose own parent reaps it (stress, gunicorn, a shell
 //! loop) is gone microseconds after it dies, and oominit never sees its exit status. So oominit
 //! looks before the kill. Wakes of the cgroup watch (v2: `max` events, raised as the cgroup
-//! reaches its limit and reclaims; v1: usage rising past a threshold below the limit, and the OOM
-//! notification) list the cgroup's processes and hold each one's /proc stat open, with a pidfd
+//! reaches its limit and reclaims; v1: usage rising past 1/2 and 3/4 of the limit) list the
+//! cgroup's processes and hold each one's /proc stat open, with a pidfd
 //! where the kernel keeps exit statuses for pidfds (6.15+); when listing is safe is the watcher's
 //! call (`OomWatch::may_list`: opening files charges the full cgroup). When the kill count rises,
 //! every process followed is looked at again, best evidence first:
