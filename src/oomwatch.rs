@@ -10,7 +10,7 @@ use nix::libc::pid_t;
 use nix::sys::timerfd::TimerFd;
 
 use crate::ballast::{self, Ballast};
-use crate::cgroup::{Cgroup, Counters, Watch};
+use crate::cgroup::{Cgroup, Counters, Memory, Watch};
 use crate::diag;
 use crate::reap::Status;
 use crate::record::{self, MemoryInfo, OomEvent, Victim};
@@ -66,6 +66,11 @@ const ROOM: u64 = 256 * 1024;
 /// After a kill, memory in the cgroup beyond what oominit knows of that counts as someone
 /// bigger than oominit to be picked first (see `may_list`).
 const UNKNOWN_ENOUGH: u64 = 4 << 20;
+
+/// Bytes below the limit, None when either figure is unknown (no limit: never full).
+fn free(m: Memory) -> Option<u64> {
+    Some(m.limit_bytes?.saturating_sub(m.usage_bytes?))
+}
 
 /// Room for a live event line; a longer one still works, it just may allocate.
 const LINE_CAPACITY: usize = 16 * 1024;
@@ -187,22 +192,22 @@ impl<'a> OomWatch<'a> {
     /// project's host, the record was never written. So before writing, wait until usage is below
     /// the limit again: every 5 ms, 0.2 s at most, only after a kill.
     fn wait_for_room(&self) {
-        let Ok(cg) = &self.cgroup else { return };
         for _ in 0..40 {
-            let m = cg.memory();
-            match (m.usage_bytes, m.limit_bytes) {
-                (Some(usage), Some(limit)) if usage.saturating_add(ROOM) > limit => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                _ => return,
+            if !free(self.memory()).is_some_and(|f| f < ROOM) {
+                return;
             }
+            std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// The cgroup's figures now; all unknown without a cgroup.
+    fn memory(&self) -> Memory {
+        self.cgroup.as_ref().map(|cg| cg.memory()).unwrap_or_default()
     }
 
     /// Whether the cgroup has `extra` bytes free and [`ROOM`] besides (false when unknown).
     fn has_room(&self, extra: u64) -> bool {
-        let m = self.cgroup.as_ref().map(|cg| cg.memory()).unwrap_or_default();
-        matches!((m.usage_bytes, m.limit_bytes), (Some(u), Some(l)) if u.saturating_add(extra + ROOM) <= l)
+        free(self.memory()).is_some_and(|f| f >= extra + ROOM)
     }
 
     /// List the cgroup's processes and follow the new ones. Near the limit, the reserve is given
@@ -236,10 +241,9 @@ impl<'a> OomWatch<'a> {
         if !self.unnamed_dying && !self.victims.dying() {
             return true;
         }
-        let m = self.cgroup.as_ref().map(|cg| cg.memory()).unwrap_or_default();
+        let m = self.memory();
         if self.unnamed_dying {
-            self.unnamed_dying =
-                matches!((m.usage_bytes, m.limit_bytes), (Some(u), Some(l)) if u.saturating_add(ROOM) > l);
+            self.unnamed_dying = free(m).is_some_and(|f| f < ROOM);
         }
         (!self.unnamed_dying && !self.victims.dying()) || self.outweighed_at(m.usage_bytes)
     }
@@ -412,7 +416,7 @@ impl Watcher for OomWatch<'_> {
                 let threshold = *threshold;
                 let mut buf = [0u8; 8];
                 let _ = nix::unistd::read(w, &mut buf);
-                let usage = self.cgroup.as_ref().ok().and_then(|cg| cg.memory().usage_bytes).unwrap_or(0);
+                let usage = self.memory().usage_bytes.unwrap_or(0);
                 // Crossing a threshold downwards is mostly a victim's memory being released
                 // (with two thresholds, usage can be above the lower one as it falls past the
                 // higher one): then nothing is listed.

@@ -57,11 +57,12 @@ pub fn stat(stat: &str) -> Option<Stat<'_>> {
     let field = |i: usize| f[i - 3];
     let flags: u64 = field(9).parse().ok()?;
     let pending: u64 = field(31).parse().unwrap_or(0);
+    let dead = matches!(field(3), "Z" | "X");
     Some(Stat {
         comm,
         rss_pages: field(24).parse().ok()?,
-        exiting: flags & PF_EXITING != 0 || matches!(field(3), "Z" | "X"),
-        dead: matches!(field(3), "Z" | "X"),
+        exiting: dead || flags & PF_EXITING != 0,
+        dead,
         sigkill_pending: pending & (1 << (nix::libc::SIGKILL - 1)) != 0,
         exit_code: field(52).parse().ok(),
     })

@@ -211,8 +211,9 @@ impl ExitRecord {
     }
 
     /// The record in under [`TERMINATION_LOG_MAX`] bytes: victims' argv is cut first, then
-    /// victims go (the last named first), then main's argv is cut, then the free-text fields. Works on a copy of the struct rather than a JSON tree, which
-    /// would cost serde_json's map code in the binary.
+    /// victims go (the last named first), then main's argv is cut, then the free-text fields.
+    /// Works on a copy of the struct rather than a JSON tree, which would cost serde_json's map
+    /// code in the binary.
     pub fn compact(&self) -> String {
         let mut r = self.clone();
         let fits = |r: &ExitRecord| r.to_line().len() < TERMINATION_LOG_MAX;

@@ -262,9 +262,9 @@ def leaf_named(inner):
         if vanished:
             print(f"note {r['name']}: {len(vanished)} of {leaves} leaves reaped by sh before oominit looked: "
                   "named `vanished`, uncertain (no pidfd exit status before 6.15)")
-        # On one CPU the kill usually comes before oominit runs at all after the first `max`
-        # event: the victim is first seen dying, its memory and argv already gone. Then they
-        # are empty, never wrong.
+        # On one CPU the kill can come before oominit runs at all after the first `max` event:
+        # the victim is first seen dying, its memory and argv already gone. Then they are empty,
+        # never wrong.
         expect(all(x["argv"] in (["/memhog", "128"], []) and not x["main"] for x in v), f"victims {v}")
         expect(all(x["rss_bytes"] is None or 8 * MIB <= x["rss_bytes"] <= 40 * MIB for x in v), f"rss_bytes {v}")
         expect(e["oom"]["unnamed"] == len(vanished), f"unnamed {e['oom']['unnamed']}")
