@@ -23,29 +23,9 @@ pub fn line(args: std::fmt::Arguments<'_>) {
     out(nix::libc::STDERR_FILENO, format!("oominit: {args}\n").as_bytes());
 }
 
-/// Write all of `text` to `fd`, dropping errors: a closed stream must not stop PID 1. SIGPIPE is
-/// blocked in oominit, so a closed pipe gives EPIPE here instead of killing it.
-///
-/// ENOMEM is retried for up to ~0.3 s: a pipe write allocates a page charged to oominit's cgroup,
-/// and right after an OOM kill the cgroup is still full until the victim's memory is freed. Seen
-/// in the VM: the live event's write failed so, and the event was lost.
-pub fn out(fd: i32, mut text: &[u8]) {
-    let mut nomem_retries = 0;
-    while !text.is_empty() {
-        // SAFETY: writing from a live slice.
-        match unsafe { nix::libc::write(fd, text.as_ptr().cast(), text.len()) } {
-            n if n > 0 => text = text.get(n as usize..).unwrap_or(&[]),
-            -1 => match nix::errno::Errno::last() {
-                nix::errno::Errno::EINTR => {}
-                nix::errno::Errno::ENOMEM if nomem_retries < 30 => {
-                    nomem_retries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                _ => return,
-            },
-            _ => return,
-        }
-    }
+/// Write all of `text` to `fd` (see [`crate::emit::write_all`]).
+pub fn out(fd: i32, text: &[u8]) {
+    crate::emit::write_all(fd, text);
 }
 
 #[macro_export]

@@ -2,19 +2,20 @@
 //!
 //! The algorithm, in the order it runs: parse the command line ([`cli`]); block every signal and
 //! read them from a signalfd ([`signals`]); become a subreaper when not PID 1; find the memory
-//! cgroup and read its OOM counters, the baseline ([`cgroup`], [`oomwatch`]); start the command
+//! cgroup and read its OOM counters, the baseline ([`cgroup`], [`oom`]); start the command
 //! clean ([`spawn`]); while it execs, lower oominit's own OOM score ([`oomscore`]) and register
 //! for OOM notifications; then one event loop that forwards signals, reaps zombies and reports OOM
 //! kills as they happen ([`supervise`]); decide what happened and write the exit record
-//! ([`record`], [`sink`]); exit with the command's code, or the OOM exit code under `--strict`.
+//! ([`record`], [`emit`]); exit with the command's code, or the OOM exit code under `--strict`.
 
-pub mod ballast;
 pub mod cgroup;
 pub mod cli;
 pub mod diag;
+pub mod emit;
 pub mod error;
+pub mod oom;
 pub mod oomscore;
-pub mod oomwatch;
+pub mod pidfd;
 pub mod procfs;
 pub mod reap;
 pub mod record;
@@ -31,10 +32,11 @@ use nix::libc;
 
 use crate::cgroup::Cgroup;
 use crate::cli::{Action, Config};
+use crate::emit::Emitter;
 use crate::error::{Error, EXIT_FATAL, EXIT_USAGE};
-use crate::oomwatch::{Observed, OomWatch};
+use crate::oom::{headroom, Baseline, Observed, OomWatch};
 use crate::reap::Status;
-use crate::record::{ExitRecord, MainEnd, MainInfo, OomInfo, Verdict};
+use crate::record::{ExitRecord, Facts, MainEnd, MainInfo, OomInfo, Verdict};
 use crate::sink::Sink;
 
 /// Everything `main` does; returns the process exit code.
@@ -74,9 +76,9 @@ fn run(cfg: &Config) -> Result<i32, Error> {
         }
     }
     let sink = Sink::open(&cfg.record);
-    let mut watch = OomWatch::start(Cgroup::discover(), &sink);
+    let baseline = Baseline::read(Cgroup::discover());
 
-    let (pid, end) = match spawn::spawn(&cfg.command) {
+    let (pid, end, watch, sigkilled_by_oominit) = match spawn::spawn(&cfg.command) {
         Ok(pid) => {
             diag!(2, "started '{}' as {pid}", cfg.command[0].to_string_lossy());
             // After the fork, in parallel with the command's exec: the command keeps the
@@ -84,23 +86,20 @@ fn run(cfg: &Config) -> Result<i32, Error> {
             if cfg.protect {
                 oomscore::protect();
             }
-            prefault_stack();
+            headroom::prefault_stack();
             let argv = record::short_argv(cfg.command.iter().map(|a| a.to_string_lossy()));
-            watch.arm(Some((pid, argv)));
-            let status = supervise::supervise(cfg, &sigfd, pid, &mut watch)?;
-            (Some(pid), MainEnd::Ended(status))
+            let mut watch = OomWatch::arm(baseline, Some((pid, argv)), &sink);
+            let exit = supervise::supervise(cfg, &sigfd, pid, &mut watch)?;
+            (Some(pid), MainEnd::Ended(exit.status), watch, exit.sigkilled_by_oominit)
         }
         Err(e) => {
             diag::line(format_args!("cannot run '{}': {e}", cfg.command[0].to_string_lossy()));
             // For the figures: a null limit in the record would claim "unlimited".
-            watch.arm(None);
-            (None, MainEnd::SpawnFailed(e))
+            (None, MainEnd::SpawnFailed(e), OomWatch::arm(baseline, None, &sink), false)
         }
     };
-
-    let observed = watch.finish();
-    let record = exit_record(cfg, pid, end, observed, started);
-    sink.write_line(format!("{}\n", record.to_line()).as_bytes());
+    let record = exit_record(cfg, pid, end, watch.finish(), sigkilled_by_oominit, started);
+    Emitter::new(&sink).emit(&record);
     if let Some(path) = &cfg.termination_log {
         if sink::termination_log(path, &record.compact()) {
             diag!(2, "exit record written to {}", path.display());
@@ -115,11 +114,14 @@ fn exit_record(
     pid: Option<i32>,
     end: MainEnd,
     observed: Observed,
+    main_sigkilled_by_oominit: bool,
     started: std::time::Instant,
 ) -> ExitRecord {
     let kills = observed.delta.kills();
-    let verdict = record::verdict(end, kills);
     let victims = observed.victims;
+    let unnamed = kills.saturating_sub(victims.iter().filter(|v| !v.uncertain).count() as u64);
+    let main_named = victims.iter().any(|v| v.main);
+    let verdict = record::verdict(&Facts { end, kills, main_named, unnamed, main_sigkilled_by_oominit });
     let mut exit_code = match end {
         MainEnd::Ended(status) => remapped(cfg, status),
         MainEnd::SpawnFailed(e) => e.exit_code(),
@@ -141,7 +143,7 @@ fn exit_record(
             kills,
             main_killed: verdict == Verdict::MainOom,
             scope: record::scope(&observed.delta),
-            unnamed: kills.saturating_sub(victims.iter().filter(|v| !v.uncertain).count() as u64),
+            unnamed,
             victims,
             victims_omitted: 0,
             counters: observed.delta,
@@ -150,36 +152,6 @@ fn exit_record(
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         time: record::now_rfc3339(),
     }
-}
-
-/// Touch a stack reserve now, while the cgroup has room. The stack grows a page at a time on
-/// first touch, and a first touch while the cgroup is at its limit is a charge it cannot meet:
-/// seen in the VM, oominit's own page faults then invoked the OOM killer, which took the main
-/// process. Pages a stack has grown into stay mapped, so later deep calls cost nothing.
-///
-/// 64 KiB, or a quarter of RLIMIT_STACK if that is less: a container may run with a small
-/// `ulimit -s`, and one 64 KiB frame there was a SIGSEGV in PID 1 (Rust probes every page of a
-/// large frame, so the frame itself must stay small: one page per recursion).
-fn prefault_stack() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes the struct.
-    let limit = if unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut lim) } == 0 {
-        usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
-    } else {
-        0
-    };
-    touch_stack_pages((64 * 1024).min(limit / 4) / 4096);
-}
-
-#[inline(never)]
-fn touch_stack_pages(pages: usize) {
-    let mut page = [0u8; 3 * 1024];
-    page[0] = 1;
-    if pages > 1 {
-        touch_stack_pages(pages - 1);
-    }
-    // After the call, so the recursion cannot become a loop reusing one frame.
-    std::hint::black_box(&mut page);
 }
 
 /// Orphans go to the nearest subreaper, or to PID 1. When oominit is not PID 1 (`docker run

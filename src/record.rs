@@ -8,6 +8,7 @@ use crate::cgroup::{Counters, Memory, Version};
 use crate::reap::Status;
 use crate::signals;
 use crate::spawn::SpawnError;
+use crate::victims::attribution::Source;
 
 pub const SCHEMA: u32 = 1;
 /// What a termination-log record must stay under: the kubelet keeps 4096 bytes per container and
@@ -45,15 +46,39 @@ pub enum MainEnd {
     Ended(Status),
 }
 
-pub fn verdict(end: MainEnd, kills: u64) -> Verdict {
-    match end {
+/// What the verdict is decided from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Facts {
+    pub end: MainEnd,
+    /// Processes OOM-killed since start.
+    pub kills: u64,
+    /// The main process is among the victims named (certain or not).
+    pub main_named: bool,
+    /// Kills not named with certainty.
+    pub unnamed: u64,
+    /// oominit itself sent the main process a SIGKILL (a signal rewritten to KILL, say).
+    pub main_sigkilled_by_oominit: bool,
+}
+
+pub fn verdict(f: &Facts) -> Verdict {
+    match f.end {
         MainEnd::SpawnFailed(_) => Verdict::SpawnFailed,
-        MainEnd::Ended(Status::Signaled(nix::libc::SIGKILL)) if kills > 0 => Verdict::MainOom,
-        MainEnd::Ended(_) if kills > 0 => Verdict::LeafOom,
+        MainEnd::Ended(Status::Signaled(nix::libc::SIGKILL)) if f.kills > 0 && main_oom_killed(f) => {
+            Verdict::MainOom
+        }
+        MainEnd::Ended(_) if f.kills > 0 => Verdict::LeafOom,
         MainEnd::Ended(Status::Signaled(_)) => Verdict::Signaled,
         MainEnd::Ended(Status::Exited(0)) => Verdict::Clean,
         MainEnd::Ended(Status::Exited(_)) => Verdict::Failed,
     }
+}
+
+/// The main process died of SIGKILL while processes were OOM-killed: was it one of them? Yes
+/// when it was named. Otherwise only if a kill is left unnamed that it can be (the kernel may
+/// count a kill before its death is seen, and then the death goes unnamed) and the SIGKILL was
+/// not oominit's own.
+fn main_oom_killed(f: &Facts) -> bool {
+    f.main_named || (f.unnamed > 0 && !f.main_sigkilled_by_oominit)
 }
 
 /// Where the kills came from, judged from counter deltas; None when nothing was killed.
@@ -76,7 +101,7 @@ pub struct Victim {
     pub argv: Vec<String>,
     pub rss_bytes: Option<u64>,
     pub main: bool,
-    pub source: &'static str,
+    pub source: Source,
     pub uncertain: bool,
 }
 
@@ -131,8 +156,24 @@ pub struct OomEvent<'a> {
     pub scope: Option<Scope>,
     pub victims: &'a [Victim],
     pub counters: Counters,
-    pub memory: &'a MemoryInfo,
+    pub memory: MemoryInfo,
     pub time: String,
+}
+
+impl<'a> OomEvent<'a> {
+    /// The event for these deltas since start, naming `victims`, stamped now.
+    pub fn new(delta: &Counters, victims: &'a [Victim], memory: MemoryInfo) -> OomEvent<'a> {
+        OomEvent {
+            event: "oom",
+            schema: SCHEMA,
+            kills: delta.kills(),
+            scope: scope(delta),
+            victims,
+            counters: *delta,
+            memory,
+            time: now_rfc3339(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -294,30 +335,55 @@ mod tests {
     fn verdicts() {
         use MainEnd::*;
         use Status::*;
-        assert_eq!(verdict(Ended(Signaled(9)), 1), Verdict::MainOom);
-        assert_eq!(verdict(Ended(Signaled(9)), 0), Verdict::Signaled);
-        assert_eq!(verdict(Ended(Exited(0)), 2), Verdict::LeafOom);
-        assert_eq!(verdict(Ended(Exited(1)), 1), Verdict::LeafOom);
-        assert_eq!(verdict(Ended(Signaled(15)), 1), Verdict::LeafOom);
-        assert_eq!(verdict(Ended(Exited(0)), 0), Verdict::Clean);
-        assert_eq!(verdict(Ended(Exited(3)), 0), Verdict::Failed);
+        use Verdict as V;
         let enoent = SpawnError { errno: nix::errno::Errno::ENOENT, exec: true };
-        assert_eq!(verdict(SpawnFailed(enoent), 0), Verdict::SpawnFailed);
+        // (situation, how main ended, kills, main named, unnamed, oominit sent main SIGKILL)
+        #[rustfmt::skip]
+        let rows = [
+            ("main OOM-killed and named", Ended(Signaled(9)), 1, true, 0, false, V::MainOom),
+            ("main OOM-killed, its death seen only after the kill was counted", Ended(Signaled(9)), 1, false, 1, false, V::MainOom),
+            ("a group kill: main named uncertain, kills undercounted", Ended(Signaled(9)), 2, true, 2, false, V::MainOom),
+            ("a kill -9 with nothing OOM-killed", Ended(Signaled(9)), 0, false, 0, false, V::Signaled),
+            ("a worker named as the victim, then main kill -9'd", Ended(Signaled(9)), 1, false, 0, false, V::LeafOom),
+            ("oominit's own SIGKILL (-r TERM:KILL) after an unnamed worker's kill", Ended(Signaled(9)), 1, false, 1, true, V::LeafOom),
+            ("oominit's own SIGKILL, but the kernel named main too", Ended(Signaled(9)), 1, true, 0, true, V::MainOom),
+            ("the hidden OOM: a worker killed, main exits 0", Ended(Exited(0)), 2, false, 0, false, V::LeafOom),
+            ("a worker killed, main fails", Ended(Exited(1)), 1, false, 1, false, V::LeafOom),
+            ("a worker killed, main terminated", Ended(Signaled(15)), 1, false, 0, false, V::LeafOom),
+            ("nothing killed, exit 0", Ended(Exited(0)), 0, false, 0, false, V::Clean),
+            ("nothing killed, exit 3", Ended(Exited(3)), 0, false, 0, false, V::Failed),
+            ("the command never ran", SpawnFailed(enoent), 0, false, 0, false, V::SpawnFailed),
+        ];
+        for (situation, end, kills, main_named, unnamed, main_sigkilled_by_oominit, want) in rows {
+            let f = Facts { end, kills, main_named, unnamed, main_sigkilled_by_oominit };
+            assert_eq!(verdict(&f), want, "{situation}");
+        }
     }
 
     #[test]
     fn scopes() {
-        let c = |oom_kill, oom, failcnt| Counters {
+        let v2 = |oom_kill, oom| Counters { oom_kill: Some(oom_kill), oom: Some(oom), ..Default::default() };
+        let v1 = |oom_kill, failcnt, memsw_failcnt, peak_at_limit| Counters {
             oom_kill: Some(oom_kill),
-            oom,
-            failcnt,
+            failcnt: Some(failcnt),
+            memsw_failcnt,
+            peak_at_limit: Some(peak_at_limit),
             ..Default::default()
         };
-        assert_eq!(scope(&c(0, Some(0), None)), None);
-        assert_eq!(scope(&c(1, Some(1), None)), Some(Scope::Limit));
-        assert_eq!(scope(&c(1, Some(0), None)), Some(Scope::Outside), "v2 host-wide or ancestor OOM");
-        assert_eq!(scope(&c(1, None, Some(39))), Some(Scope::Limit), "v1 own limit");
-        assert_eq!(scope(&c(1, None, Some(0))), Some(Scope::Outside), "v1 host-wide OOM");
+        #[rustfmt::skip]
+        let rows = [
+            ("nothing killed", v2(0, 0), None),
+            ("v2: the cgroup's own limit", v2(1, 1), Some(Scope::Limit)),
+            ("v2: killed with no `oom` of its own: the host, or an ancestor's limit", v2(1, 0), Some(Scope::Outside)),
+            ("v1: failcnt rose at the limit", v1(1, 39, None, true), Some(Scope::Limit)),
+            ("v1: memory+swap limit, the only trace of which is the peak (6.18)", v1(1, 0, Some(0), true), Some(Scope::Limit)),
+            ("v1: memsw failcnt rose", v1(1, 0, Some(3), false), Some(Scope::Limit)),
+            ("v1: a host-wide OOM, far below the limit", v1(1, 0, Some(0), false), Some(Scope::Outside)),
+            ("v1: the limit hit, but nothing killed", v1(0, 39, None, true), None),
+        ];
+        for (situation, counters, want) in rows {
+            assert_eq!(scope(&counters), want, "{situation}");
+        }
     }
 
     #[test]
@@ -363,7 +429,7 @@ mod tests {
                 argv: vec![huge.clone()],
                 rss_bytes: Some(1),
                 main: false,
-                source: "proc",
+                source: Source::Proc,
                 uncertain: false,
             })
             .collect();

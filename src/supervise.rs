@@ -1,12 +1,15 @@
-//! The event loop: one epoll set over the signalfd, the watcher's descriptors (the cgroup watch,
-//! and its re-check timer, armed only after a v1 OOM notification) and, only while a `--grace`
-//! period runs, a timer. It blocks with no timeout, so an idle oominit never wakes.
+//! The event loop: one epoll set over the signalfd, the watcher's descriptors (the cgroup
+//! watch), the watcher's timer (armed only when it asks, after a v1 OOM notification) and, only
+//! while a `--grace` period runs, a timer. It blocks with no timeout, so an idle oominit never
+//! wakes.
 //!
-//! Each wake: forward signals to the child, hand cgroup events to the watcher, reap every zombie.
-//! When the main process has been reaped: exit at once (as tini does; as PID 1 the kernel then
-//! kills the rest of the namespace), or, with `--grace`, TERM the rest, wait, then KILL.
+//! Each wake: forward signals to the child, hand cgroup events to the watcher and carry out what
+//! it asks, reap every zombie. When the main process has been reaped: exit at once (as tini does;
+//! as PID 1 the kernel then kills the rest of the namespace), or, with `--grace`, TERM the rest,
+//! wait, then KILL.
 
 use std::os::fd::BorrowedFd;
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::libc::{self, pid_t};
@@ -24,17 +27,39 @@ use crate::timer;
 
 const SIGNALS: u64 = 0;
 const GRACE: u64 = 1;
+const WATCHER_TIMER: u64 = 2;
 /// Watcher descriptors are WATCH, WATCH + 1, …
-const WATCH: u64 = 2;
+const WATCH: u64 = 3;
 
-/// What the loop reports to whoever watches the container alongside it (the cgroup watcher).
+/// What the loop reports to whoever watches the container alongside it (the cgroup watcher), and
+/// what that watcher may ask of the loop in return.
 pub trait Watcher {
-    /// Descriptors to wake on (the cgroup watch, a re-check timer), fixed for the whole run.
+    /// Descriptors to wake on (the cgroup watch), fixed for the whole run.
     fn fds(&self) -> Vec<BorrowedFd<'_>>;
+    /// Whether it may ask for [`Action::Timer`]: the timer is then made at start, not while the
+    /// cgroup is full.
+    fn wants_timer(&self) -> bool;
     /// Descriptor number `which` of [`Watcher::fds`] became readable.
-    fn on_wake(&mut self, which: usize);
+    fn on_wake(&mut self, which: usize) -> Option<Action>;
+    /// The timer it asked for fired.
+    fn on_timer(&mut self) -> Option<Action>;
     /// Processes were reaped.
-    fn on_reap(&mut self, exits: &[(pid_t, Status)]);
+    fn on_reap(&mut self, exits: &[(pid_t, Status)]) -> Option<Action>;
+}
+
+/// What a watcher asks the loop to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Arm the watcher's one-shot timer to fire after this long, or disarm it (None).
+    Timer(Option<Duration>),
+}
+
+/// How the main process ended, and whether oominit itself sent it a SIGKILL (a signal rewritten
+/// to KILL with `-r`): then a death by SIGKILL is not the kernel's doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MainExit {
+    pub status: Status,
+    pub sigkilled_by_oominit: bool,
 }
 
 enum Phase {
@@ -52,7 +77,7 @@ pub fn supervise(
     sigfd: &SignalFd,
     main: pid_t,
     watcher: &mut dyn Watcher,
-) -> Result<Status, Error> {
+) -> Result<MainExit, Error> {
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).context("creating the epoll set")?;
     epoll.add(sigfd, EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS)).context("watching the signalfd")?;
     for (i, fd) in watcher.fds().into_iter().enumerate() {
@@ -60,12 +85,39 @@ pub fn supervise(
             .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, WATCH + i as u64))
             .context("watching the cgroup")?;
     }
+    // Without it, what the watcher would re-check after a wake waits for the next reap or exit.
+    let watcher_timer = if watcher.wants_timer() {
+        match timer::new().and_then(|t| {
+            epoll.add(&t, EpollEvent::new(EpollFlags::EPOLLIN, WATCHER_TIMER)).context("watching a timer")?;
+            Ok(t)
+        }) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                diag!(1, "{e}: kills are then reported at the next reap");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let act = |action: Option<Action>| match (action, &watcher_timer) {
+        (Some(Action::Timer(Some(after))), Some(t)) => {
+            if let Err(e) = timer::arm(t, after) {
+                diag!(1, "{e}");
+            }
+        }
+        (Some(Action::Timer(None)), Some(t)) => {
+            let _ = t.unset();
+        }
+        _ => {}
+    };
 
     // getpid() is a syscall under musl; asked once, not once per signal.
     let me = std::process::id();
     let is_pid1 = me == 1;
     let mut phase = Phase::Running;
     let mut main_status = None;
+    let mut sigkilled_main = false;
     let mut events = [EpollEvent::empty(); 4];
     loop {
         let n = match epoll.wait(&mut events, EpollTimeout::NONE) {
@@ -76,7 +128,11 @@ pub fn supervise(
         let mut reap_now = false;
         for ev in &events[..n] {
             match ev.data() {
-                SIGNALS => reap_now |= forward_signals(cfg, sigfd, me, main, main_status.is_some()),
+                SIGNALS => {
+                    let forwarded = forward_signals(cfg, sigfd, me, main, main_status.is_some());
+                    reap_now |= forwarded.sigchld;
+                    sigkilled_main |= forwarded.sigkill;
+                }
                 GRACE => {
                     if let Phase::Grace(timer) = &phase {
                         let _ = timer.wait();
@@ -85,7 +141,13 @@ pub fn supervise(
                         phase = Phase::Killing;
                     }
                 }
-                w => watcher.on_wake((w - WATCH) as usize),
+                WATCHER_TIMER => {
+                    if let Some(t) = &watcher_timer {
+                        let _ = t.wait();
+                        act(watcher.on_timer());
+                    }
+                }
+                w => act(watcher.on_wake((w - WATCH) as usize)),
             }
         }
         if !reap_now {
@@ -99,14 +161,15 @@ pub fn supervise(
             }
         }
         if !reaped.exits.is_empty() {
-            watcher.on_reap(&reaped.exits);
+            act(watcher.on_reap(&reaped.exits));
         }
         let Some(status) = main_status else { continue };
+        let exit = MainExit { status, sigkilled_by_oominit: sigkilled_main };
         if !reaped.children_left {
-            return Ok(status);
+            return Ok(exit);
         }
         match (&phase, cfg.grace) {
-            (Phase::Running, None) => return Ok(status),
+            (Phase::Running, None) => return Ok(exit),
             (Phase::Running, Some(grace)) => {
                 diag!(
                     2,
@@ -128,13 +191,20 @@ pub fn supervise(
     }
 }
 
+/// What a drain of the signalfd saw and did.
+struct Forwarded {
+    sigchld: bool,
+    /// A SIGKILL was sent to the main process (or its group).
+    sigkill: bool,
+}
+
 /// Drain the signalfd: forward each signal (rewritten as asked), and say whether SIGCHLD came.
-fn forward_signals(cfg: &Config, sigfd: &SignalFd, me: u32, main: pid_t, main_gone: bool) -> bool {
-    let mut chld = false;
+fn forward_signals(cfg: &Config, sigfd: &SignalFd, me: u32, main: pid_t, main_gone: bool) -> Forwarded {
+    let mut done = Forwarded { sigchld: false, sigkill: false };
     for info in signals::read_batch(sigfd).iter() {
         let signo = info.ssi_signo as i32;
         if signo == libc::SIGCHLD {
-            chld = true;
+            done.sigchld = true;
             continue;
         }
         // Raised by oominit against itself, such as SIGPIPE from writing a record to a closed
@@ -153,6 +223,7 @@ fn forward_signals(cfg: &Config, sigfd: &SignalFd, me: u32, main: pid_t, main_go
         };
         let target = if cfg.kill_group { -main } else { main };
         diag!(3, "forwarding {} to {target}", signals::name(to));
+        done.sigkill |= to == libc::SIGKILL;
         // ESRCH: the child is already gone and its SIGCHLD is on its way.
         if let Err(e) = signals::send(target, to) {
             if e != Errno::ESRCH {
@@ -160,7 +231,7 @@ fn forward_signals(cfg: &Config, sigfd: &SignalFd, me: u32, main: pid_t, main_go
             }
         }
     }
-    chld
+    done
 }
 
 /// Signal every process left after the main one.

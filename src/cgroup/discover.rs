@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use super::Version;
+use super::{CgroupError, Version};
 
 /// The memory hierarchy's path for this process, from `/proc/self/cgroup`.
 /// A v1 line naming the memory controller wins over the v2 line: on a hybrid host the v2 line is
@@ -74,14 +74,14 @@ fn unescape(s: &str) -> String {
 
 /// The directory of the cgroup at `path` (as `/proc/self/cgroup` gives it), below a mount of
 /// the right hierarchy. Among several mounts, the one whose root is the longest prefix wins.
-pub fn locate(version: Version, path: &str, mounts: &[Mount]) -> Result<PathBuf, String> {
+pub fn locate(version: Version, path: &str, mounts: &[Mount]) -> Result<PathBuf, CgroupError> {
     let wanted = |m: &&Mount| match version {
         Version::V1 => m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == "memory"),
         Version::V2 => m.fstype == "cgroup2",
     };
     let candidates: Vec<&Mount> = mounts.iter().filter(wanted).collect();
     if candidates.is_empty() {
-        return Err(format!("no {} filesystem with the memory controller is mounted", version.fs_name()));
+        return Err(CgroupError::NotMounted(version));
     }
     let best = candidates
         .iter()
@@ -93,14 +93,16 @@ pub fn locate(version: Version, path: &str, mounts: &[Mount]) -> Result<PathBuf,
             "" => PathBuf::from(&m.mount_point),
             rel => PathBuf::from(&m.mount_point).join(rel),
         }),
-        // A path outside every mount's root ("/../.." when the process sits outside its cgroup
-        // namespace's root): the cgroup exists but this mount namespace cannot reach it.
-        None => Err(format!("cgroup {path} is outside every mounted {} root", version.fs_name())),
+        None => Err(CgroupError::Unreachable { path: path.to_string(), version }),
     }
 }
 
-/// `path` relative to a mount's `root`, if it lies below it.
+/// `path` relative to a mount's `root`, if it lies below it. A path that climbs (`/../x`: the
+/// process sits outside its cgroup namespace's root) lies below no root, `/` included.
 fn relative<'a>(path: &'a str, root: &str) -> Option<&'a str> {
+    if path.split('/').any(|c| c == "..") {
+        return None;
+    }
     if root == "/" {
         return path.starts_with('/').then_some(path);
     }
@@ -112,8 +114,8 @@ fn relative<'a>(path: &'a str, root: &str) -> Option<&'a str> {
 mod tests {
     use super::*;
 
-    fn find(cgroup: &str, mountinfo: &str) -> Result<(Version, PathBuf), String> {
-        let (v, path) = memory_path(cgroup).ok_or("no memory line")?;
+    fn find(cgroup: &str, mountinfo: &str) -> Result<(Version, PathBuf), CgroupError> {
+        let (v, path) = memory_path(cgroup).ok_or(CgroupError::NoController)?;
         Ok((v, locate(v, path, &parse_mountinfo(mountinfo))?))
     }
 
@@ -197,7 +199,7 @@ mod tests {
     #[test]
     fn nothing_mounted_says_why() {
         let err = find(include_str!("fixtures/docker-v1.cgroup"), "").unwrap_err();
-        assert!(err.contains("no cgroup (v1) filesystem"), "{err}");
+        assert!(matches!(err, CgroupError::NotMounted(Version::V1)), "{err}");
         assert_eq!(memory_path(""), None);
         assert_eq!(memory_path("garbage\n::\n1:cpu:/\n"), None);
     }
@@ -205,12 +207,27 @@ mod tests {
     #[test]
     fn path_outside_the_mount_root() {
         let mountinfo = "78 74 0:32 /docker/abc /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n";
-        assert!(find("4:memory:/other\n", mountinfo).is_err());
-        assert!(find("4:memory:/docker/abcdef\n", mountinfo).is_err(), "a prefix of a name is not a parent");
+        let unreachable = |r| matches!(r, Err(CgroupError::Unreachable { .. }));
+        assert!(unreachable(find("4:memory:/other\n", mountinfo)));
+        assert!(
+            unreachable(find("4:memory:/docker/abcdef\n", mountinfo)),
+            "a prefix of a name is not a parent"
+        );
+        assert!(unreachable(find("4:memory:/docker/abc/../../x\n", mountinfo)), "no climbing out");
         assert_eq!(
             find("4:memory:/docker/abc/sub\n", mountinfo),
             Ok((Version::V1, PathBuf::from("/sys/fs/cgroup/memory/sub")))
         );
+    }
+
+    #[test]
+    fn a_path_outside_the_namespace_root_is_below_no_mount() {
+        // What /proc/self/cgroup shows for a process outside its cgroup namespace's root (a
+        // `docker exec` into another container's namespace, say), under a mount whose root is /.
+        let mountinfo = "35 24 0:30 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert!(matches!(find("0::/../../user.slice\n", mountinfo), Err(CgroupError::Unreachable { .. })));
+        assert!(matches!(find("0::/..\n", mountinfo), Err(CgroupError::Unreachable { .. })));
+        assert!(find("0::/a..b/c\n", mountinfo).is_ok(), "only a whole `..` component climbs");
     }
 
     #[test]

@@ -1,17 +1,22 @@
 //! The container's memory cgroup: where it is, its OOM counters and memory figures, and how to be
 //! woken when they change. v1 and v2 stay apart behind this one small interface (as in youki's
-//! libcgroups): [`Cgroup::counters`], [`Cgroup::memory`], [`Cgroup::watch`].
+//! libcgroups): [`Cgroup::counters`], [`Cgroup::memory`], [`Cgroup::watch`], and the
+//! [`Watch`]'s own methods, which keep each version's notification quirks out of the callers.
 
 pub mod discover;
+mod error;
 pub mod keyed;
 mod v1;
 mod v2;
+mod watch;
 
 use std::fs;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+
+pub use error::CgroupError;
+pub use watch::{Wake, Watch};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Version {
@@ -34,8 +39,8 @@ impl Version {
 ///
 /// Why open once: the moment to read them is the moment the cgroup is full. Opening a cgroup file
 /// and its first read allocate kernel memory (the file, the seq_file buffer) charged to this very
-/// cgroup; seen on this project's 6.18 machine, that allocation started a second OOM that killed
-/// oominit itself. A held-open file re-read with pread at offset 0 reuses its buffer.
+/// cgroup, and such a charge at the limit starts an OOM kill of its own. A held-open file re-read
+/// with pread at offset 0 reuses its buffer.
 #[derive(Debug)]
 pub struct Cgroup {
     pub version: Version,
@@ -93,8 +98,7 @@ impl Counters {
 
     /// Processes killed. A group kill (`memory.oom.group`) counts its first victim twice: the
     /// kernel kills it, then kills every member of the group, the victim included
-    /// (mm/oom_kill.c, oom_kill_memcg_member), once per `oom_group_kill`. Seen in the VM on 6.1:
-    /// three processes killed, `oom_kill 4`, `oom_group_kill 1`.
+    /// (mm/oom_kill.c, oom_kill_memcg_member), once per `oom_group_kill`.
     pub fn kills(&self) -> u64 {
         self.oom_kill.unwrap_or(0).saturating_sub(self.oom_group_kill.unwrap_or(0))
     }
@@ -115,58 +119,30 @@ pub struct Memory {
     pub usage_bytes: Option<u64>,
 }
 
-/// What wakes the event loop when the counters may have changed.
-pub enum Watch {
-    /// v2: inotify on `memory.events`, which the kernel modifies on every counter change.
-    Inotify(nix::sys::inotify::Inotify),
-    /// v1: an eventfd registered through `cgroup.event_control`; it also holds the
-    /// `memory.oom_control` descriptor the registration names.
-    EventFd(OwnedFd, fs::File),
-}
-
-impl Watch {
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Watch::Inotify(i) => i.as_fd(),
-            Watch::EventFd(e, _) => e.as_fd(),
-        }
-    }
-
-    /// Consume the wake-up so the level-triggered epoll does not report it again. Into a small
-    /// stack buffer, nothing allocated: this runs while the cgroup is at its limit (v2 wakes on
-    /// every `max` event), when a fresh page for oominit is a charge the cgroup cannot meet, and
-    /// oominit itself would set off the OOM killer. nix's `read_events` builds a Vec.
-    pub fn drain(&self) {
-        // An inotify event on a watched file (no name) is 16 bytes; an eventfd read is 8.
-        let mut buf = [0u8; 256];
-        while matches!(nix::unistd::read(self.fd(), &mut buf), Ok(n) if n > 0) {}
-    }
-
-    pub fn describe(&self) -> &'static str {
-        match self {
-            Watch::Inotify(_) => "inotify on memory.events",
-            Watch::EventFd(..) => "eventfd on memory.oom_control",
-        }
+impl Memory {
+    /// Bytes below the limit; None when either figure is unknown (no limit: never full).
+    pub fn free(&self) -> Option<u64> {
+        Some(self.limit_bytes?.saturating_sub(self.usage_bytes?))
     }
 }
 
 /// A /proc file in one read where it fits: std's `read_to_string` probes a size-0 proc file with
 /// 32-byte reads, eight syscalls and as many reallocations for a mountinfo, at every container start.
-fn read_proc(path: &str) -> std::io::Result<String> {
+fn read_proc(path: &str) -> Result<String, CgroupError> {
     use std::io::Read;
     let mut text = String::with_capacity(16 * 1024);
-    fs::File::open(path)?.read_to_string(&mut text)?;
+    fs::File::open(path)
+        .and_then(|mut f| f.read_to_string(&mut text))
+        .map_err(|e| CgroupError::io("reading", path, e))?;
     Ok(text)
 }
 
 impl Cgroup {
     /// Find this process's memory cgroup, or say why there is none.
-    pub fn discover() -> Result<Cgroup, String> {
-        let read = |p: &str| read_proc(p).map_err(|e| format!("reading {p}: {e}"));
-        let proc_cgroup = read("/proc/self/cgroup")?;
-        let (version, path) = discover::memory_path(&proc_cgroup)
-            .ok_or_else(|| "no memory controller in /proc/self/cgroup".to_string())?;
-        let mounts = discover::parse_mountinfo(&read("/proc/self/mountinfo")?);
+    pub fn discover() -> Result<Cgroup, CgroupError> {
+        let proc_cgroup = read_proc("/proc/self/cgroup")?;
+        let (version, path) = discover::memory_path(&proc_cgroup).ok_or(CgroupError::NoController)?;
+        let mounts = discover::parse_mountinfo(&read_proc("/proc/self/mountinfo")?);
         let dir = discover::locate(version, path, &mounts)?;
         Cgroup::open(version, dir)
     }
@@ -174,13 +150,13 @@ impl Cgroup {
     /// Open the counters file of the cgroup at `dir`, which must be there (on v2 the directory
     /// exists even where the memory controller is not enabled for it). The rest waits for
     /// [`Cgroup::open_figures`]: only the baseline has to be read before the command starts.
-    pub fn open(version: Version, dir: PathBuf) -> Result<Cgroup, String> {
+    pub fn open(version: Version, dir: PathBuf) -> Result<Cgroup, CgroupError> {
         let (counters, more) = match version {
             Version::V1 => (v1::OOM_CONTROL, v1::COUNTERS),
             Version::V2 => (v2::EVENTS, v2::COUNTERS),
         };
         let path = dir.join(counters);
-        let first = fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let first = fs::File::open(&path).map_err(|e| CgroupError::io("opening", path, e))?;
         let mut cg = Cgroup { version, dir, files: vec![(counters, first)] };
         cg.open_optional(more);
         Ok(cg)
@@ -205,23 +181,23 @@ impl Cgroup {
         self.dir.join(name)
     }
 
-    /// Re-read a held-open file from offset 0 into `buf`; the text, or an error.
-    fn read<'b>(&self, name: &str, buf: &'b mut [u8; 1024]) -> std::io::Result<&'b str> {
-        let (_, f) = self
-            .files
-            .iter()
-            .find(|(n, _)| *n == name)
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, name.to_string()))?;
-        let n = std::os::unix::fs::FileExt::read_at(f, buf, 0)?;
-        std::str::from_utf8(&buf[..n]).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    /// Re-read a held-open file from offset 0 into `buf`: its text.
+    fn read<'b>(&self, name: &str, buf: &'b mut [u8; 1024]) -> Result<&'b str, CgroupError> {
+        let Some((_, f)) = self.files.iter().find(|(n, _)| *n == name) else {
+            return Err(CgroupError::NotOpen(self.file(name)));
+        };
+        let n = std::os::unix::fs::FileExt::read_at(f, buf, 0)
+            .map_err(|e| CgroupError::io("reading", self.file(name), e))?;
+        std::str::from_utf8(&buf[..n]).map_err(|_| CgroupError::Malformed(self.file(name)))
     }
 
+    /// A single-value file: `Some(None)` for `max`, None when it cannot be read.
     fn number(&self, name: &str) -> Option<Option<u64>> {
         let mut buf = [0u8; 1024];
         self.read(name, &mut buf).ok().and_then(keyed::single)
     }
 
-    pub fn counters(&self) -> std::io::Result<Counters> {
+    pub fn counters(&self) -> Result<Counters, CgroupError> {
         match self.version {
             Version::V1 => v1::counters(self),
             Version::V2 => v2::counters(self),
@@ -244,23 +220,170 @@ impl Cgroup {
     }
 
     /// Register for wake-ups, or say why not (EROFS on Docker's read-only cgroupfs, say).
-    pub fn watch(&self) -> Result<Watch, String> {
-        match self.version {
-            Version::V1 => v1::watch(self),
-            Version::V2 => v2::watch(self),
-        }
-    }
-
-    /// v1: an eventfd for usage nearing the limit (see `v1::early_warning`). v2 needs none:
-    /// its `max` events come through the same watch as the kills.
-    pub fn early_warning(&self) -> Option<(OwnedFd, u64)> {
-        match self.version {
-            Version::V1 => v1::early_warning(self),
-            Version::V2 => None,
-        }
+    pub fn watch(&self) -> Result<Watch, CgroupError> {
+        Watch::open(self)
     }
 
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The readers on temporary directories holding the text real kernels write.
+    use super::*;
+    use nix::libc;
+
+    /// A directory with these files, removed on drop.
+    pub(super) struct Dir(pub PathBuf);
+
+    impl Dir {
+        pub fn with(files: &[(&str, &str)]) -> Dir {
+            static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!("oominit-cg-{}-{n}", std::process::id()));
+            fs::create_dir_all(&dir).unwrap();
+            for (name, text) in files {
+                fs::write(dir.join(name), text).unwrap();
+            }
+            Dir(dir)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn opened(version: Version, files: &[(&str, &str)]) -> (Dir, Cgroup) {
+        let dir = Dir::with(files);
+        let mut cg = Cgroup::open(version, dir.0.clone()).unwrap();
+        cg.open_figures();
+        (dir, cg)
+    }
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn v2_counters_and_figures_after_a_kill() {
+        // memory.events, memory.max, memory.peak, memory.current after one OOM kill under a 32 MiB
+        // limit (kernel 6.1, the VM).
+        let (_d, cg) = opened(
+            Version::V2,
+            &[
+                ("memory.events", "low 0\nhigh 0\nmax 35\noom 1\noom_kill 1\noom_group_kill 0\n"),
+                ("memory.max", "33554432\n"),
+                ("memory.peak", "33554432\n"),
+                ("memory.current", "991232\n"),
+            ],
+        );
+        let c = cg.counters().unwrap();
+        assert_eq!(
+            (c.oom_kill, c.oom, c.oom_group_kill, c.max, c.high, c.failcnt),
+            (Some(1), Some(1), Some(0), Some(35), Some(0), None)
+        );
+        let m = cg.memory();
+        assert_eq!(
+            (m.limit_bytes, m.peak_bytes, m.usage_bytes),
+            (Some(32 * MIB), Some(32 * MIB), Some(991232))
+        );
+        assert_eq!(m.free(), Some(32 * MIB - 991232));
+        assert_eq!(cg.limit_reached(), None, "v2 says it with `oom`");
+    }
+
+    #[test]
+    fn v2_without_a_limit_or_peak() {
+        // An unlimited cgroup on a kernel before 5.19 (no memory.peak).
+        let (_d, cg) = opened(
+            Version::V2,
+            &[
+                ("memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n"),
+                ("memory.max", "max\n"),
+                ("memory.current", "8192\n"),
+            ],
+        );
+        assert_eq!(cg.counters().unwrap().oom_group_kill, None, "before 5.17 there is no such line");
+        let m = cg.memory();
+        assert_eq!((m.limit_bytes, m.peak_bytes, m.usage_bytes), (None, None, Some(8192)));
+        assert_eq!(m.free(), None, "no limit: never full");
+    }
+
+    #[test]
+    fn v1_counters_and_figures_after_a_kill() {
+        // memory.oom_control and friends of cgroup v1 on this project's 6.18 kernel, after one
+        // kill under a 32 MiB limit without swap accounting (no memsw files).
+        let (_d, cg) = opened(
+            Version::V1,
+            &[
+                ("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n"),
+                ("memory.failcnt", "185\n"),
+                ("memory.limit_in_bytes", "33554432\n"),
+                ("memory.max_usage_in_bytes", "33554432\n"),
+                ("memory.usage_in_bytes", "770048\n"),
+            ],
+        );
+        let c = cg.counters().unwrap();
+        assert_eq!((c.oom_kill, c.failcnt, c.memsw_failcnt, c.oom), (Some(1), Some(185), None, None));
+        let m = cg.memory();
+        assert_eq!(
+            (m.limit_bytes, m.peak_bytes, m.usage_bytes),
+            (Some(32 * MIB), Some(32 * MIB), Some(770048))
+        );
+        assert_eq!(cg.limit_reached(), Some(true));
+    }
+
+    #[test]
+    fn v1_peak_within_a_charge_batch_of_the_memsw_limit() {
+        // A memory+swap limit OOM on 6.18 raises no failcnt: the peak is the only trace. The
+        // failed charge leaves it up to a batch (64 pages) below the limit.
+        let (_d, cg) = opened(
+            Version::V1,
+            &[
+                ("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n"),
+                ("memory.failcnt", "0\n"),
+                ("memory.memsw.failcnt", "0\n"),
+                ("memory.limit_in_bytes", "9223372036854771712\n"),
+                ("memory.max_usage_in_bytes", "33329152\n"),
+                ("memory.memsw.limit_in_bytes", "33554432\n"),
+                ("memory.memsw.max_usage_in_bytes", "33329152\n"),
+                ("memory.usage_in_bytes", "0\n"),
+            ],
+        );
+        assert_eq!(cg.memory().limit_bytes, None, "PAGE_COUNTER_MAX is no limit");
+        assert_eq!(cg.limit_reached(), Some(true));
+        let c = cg.counters().unwrap();
+        assert!(!Counters { peak_at_limit: None, ..c }.hit_own_limit());
+        assert!(Counters { peak_at_limit: cg.limit_reached(), ..c }.hit_own_limit());
+    }
+
+    #[test]
+    fn v1_unlimited_peak_far_below() {
+        let (_d, cg) = opened(
+            Version::V1,
+            &[
+                ("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n"),
+                ("memory.limit_in_bytes", "9223372036854771712\n"),
+                ("memory.max_usage_in_bytes", "4194304\n"),
+            ],
+        );
+        assert_eq!(cg.limit_reached(), Some(false));
+        assert_eq!(cg.counters().unwrap().failcnt, None, "memory.failcnt absent: unknown, not 0");
+    }
+
+    #[test]
+    fn a_missing_counters_file_names_the_file_and_the_errno() {
+        let d = Dir::with(&[]);
+        let err = Cgroup::open(Version::V2, d.0.clone()).unwrap_err();
+        assert!(matches!(&err, CgroupError::Io { errno: Some(libc::ENOENT), .. }), "{err:?}");
+        assert!(err.to_string().contains("memory.events"), "{err}");
+    }
+
+    #[test]
+    fn counters_that_are_not_text_are_malformed() {
+        let (_d, cg) = opened(Version::V2, &[("memory.events", "oom_kill 0\n")]);
+        fs::write(cg.dir.join("memory.events"), b"oom_kill \xff\n").unwrap();
+        assert!(matches!(cg.counters(), Err(CgroupError::Malformed(_))));
     }
 }

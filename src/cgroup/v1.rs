@@ -1,15 +1,17 @@
 //! cgroup v1's memory controller: `memory.oom_control` (`oom_kill` since kernel 4.13),
-//! `memory.failcnt`, and the eventfd notification of `cgroup.event_control`.
+//! `memory.failcnt`, and the eventfd notifications of `cgroup.event_control`: the OOM
+//! notification, and usage thresholds near the limit.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
+use std::time::Duration;
 
 use nix::libc;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use super::{keyed, Cgroup, Counters, Memory, Watch};
+use super::{keyed, Cgroup, CgroupError, Counters, Memory};
 
 pub const OOM_CONTROL: &str = "memory.oom_control";
 /// Counters besides `memory.oom_control`: part of the baseline, so open before the command starts.
@@ -26,7 +28,7 @@ pub const FILES: &[&str] = &[
 /// high-water mark up to that far below it.
 const CHARGE_BATCH_BYTES: u64 = 64 * 4096;
 
-pub fn counters(cg: &Cgroup) -> std::io::Result<Counters> {
+pub fn counters(cg: &Cgroup) -> Result<Counters, CgroupError> {
     let mut buf = [0u8; 1024];
     let oom = cg.read(OOM_CONTROL, &mut buf)?;
     Ok(Counters {
@@ -64,10 +66,21 @@ pub fn memory(cg: &Cgroup) -> Memory {
 
 /// inotify never fires on v1 files; the kernel's v1 notification is an eventfd registered by
 /// writing "<eventfd> <fd of memory.oom_control>" to `cgroup.event_control`. It fires when this
-/// cgroup (or an ancestor, with use_hierarchy) hits its limit, not on a host-wide OOM.
-pub fn watch(cg: &Cgroup) -> Result<Watch, String> {
-    let (efd, oom_control) = register(cg, OOM_CONTROL, "")?;
-    Ok(Watch::EventFd(efd, oom_control))
+/// cgroup (or an ancestor, with use_hierarchy) hits its limit, not on a host-wide OOM. The file
+/// is returned to be held open: the registration lives as long as it does.
+pub fn notify_oom(cg: &Cgroup) -> Result<(OwnedFd, fs::File), CgroupError> {
+    register(cg, OOM_CONTROL, "")
+}
+
+/// v1 notifies when an OOM *begins* (memcg1_oom_prepare), before the victim is chosen and
+/// `oom_kill` counted, so a re-read on that wake may see nothing yet. Then re-read after 10 ms,
+/// doubling, up to this many times (~1.3 s in all), and stop at the first rise.
+const RECHECKS: u32 = 7;
+const FIRST_RECHECK: Duration = Duration::from_millis(10);
+
+/// When to re-read after `done` re-reads that found no new kill since the notification.
+pub fn recheck_delay(done: u32) -> Option<Duration> {
+    (done < RECHECKS).then(|| FIRST_RECHECK * (1 << done))
 }
 
 /// Usage crossing half and three quarters of the limit, either way: the moments to see who is
@@ -89,7 +102,7 @@ pub fn watch(cg: &Cgroup) -> Result<Watch, String> {
 /// filling the cgroup (seen: the main process OOM-killed before the loop could look at it). The
 /// threshold is in force before that wait (rcu_assign_pointer comes first), and the eventfd
 /// simply starts firing.
-pub fn early_warning(cg: &Cgroup) -> Option<(OwnedFd, u64)> {
+pub fn thresholds(cg: &Cgroup) -> Option<(OwnedFd, u64)> {
     let limit = memory(cg).limit_bytes?;
     let thresholds = [limit / 2, limit / 4 * 3];
     let efd = eventfd().ok()?;
@@ -156,20 +169,35 @@ fn spawn_detached(job: Job) -> bool {
     }
 }
 
-fn eventfd() -> Result<OwnedFd, String> {
+fn eventfd() -> Result<OwnedFd, CgroupError> {
     Ok(EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-        .map_err(|e| format!("eventfd: {e}"))?
+        .map_err(|e| CgroupError::watch("eventfd", e))?
         .into())
 }
 
-fn register(cg: &Cgroup, name: &str, args: &str) -> Result<(OwnedFd, fs::File), String> {
+fn register(cg: &Cgroup, name: &str, args: &str) -> Result<(OwnedFd, fs::File), CgroupError> {
     let efd = eventfd()?;
-    let file = fs::File::open(cg.file(name)).map_err(|e| format!("{name}: {e}"))?;
+    let file = fs::File::open(cg.file(name)).map_err(|e| CgroupError::io("opening", cg.file(name), e))?;
     let line = format!("{} {}{args}", efd.as_raw_fd(), file.as_raw_fd());
     OpenOptions::new()
         .write(true)
         .open(cg.file("cgroup.event_control"))
         .and_then(|mut f| f.write_all(line.as_bytes()))
-        .map_err(|e| format!("registering with cgroup.event_control: {e}"))?;
+        .map_err(|e| CgroupError::Watch {
+            what: "registering with cgroup.event_control",
+            errno: e.raw_os_error(),
+        })?;
     Ok((efd, file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rechecks_after_an_oom_notification_double_then_stop() {
+        let delays: Vec<u64> = (0..).map_while(recheck_delay).map(|d| d.as_millis() as u64).collect();
+        assert_eq!(delays, [10, 20, 40, 80, 160, 320, 640]);
+        assert_eq!(delays.iter().sum::<u64>(), 1270, "about 1.3 s after the notification, no more");
+    }
 }

@@ -3,13 +3,13 @@
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
-use super::{keyed, Cgroup, Counters, Memory, Watch};
+use super::{keyed, Cgroup, CgroupError, Counters, Memory};
 
 pub const EVENTS: &str = "memory.events";
 pub const COUNTERS: &[&str] = &[];
 pub const FILES: &[&str] = &["memory.max", "memory.peak", "memory.current"];
 
-pub fn counters(cg: &Cgroup) -> std::io::Result<Counters> {
+pub fn counters(cg: &Cgroup) -> Result<Counters, CgroupError> {
     let mut buf = [0u8; 1024];
     let ev = cg.read(EVENTS, &mut buf)?;
     Ok(Counters {
@@ -34,10 +34,10 @@ pub fn memory(cg: &Cgroup) -> Memory {
 
 /// The kernel raises a file-modified event on `memory.events` whenever one of its counters
 /// changes (cgroup_file_notify), `max` and `oom` included, so every wake re-reads and compares.
-pub fn watch(cg: &Cgroup) -> Result<Watch, String> {
-    let ino =
-        Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).map_err(|e| format!("inotify: {e}"))?;
+pub fn notify(cg: &Cgroup) -> Result<Inotify, CgroupError> {
+    let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+        .map_err(|e| CgroupError::watch("inotify", e))?;
     ino.add_watch(&cg.file(EVENTS), AddWatchFlags::IN_MODIFY)
-        .map_err(|e| format!("watching {EVENTS}: {e}"))?;
-    Ok(Watch::Inotify(ino))
+        .map_err(|e| CgroupError::watch("watching memory.events", e))?;
+    Ok(ino)
 }

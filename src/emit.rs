@@ -1,0 +1,108 @@
+//! Writing records while the cgroup may be full: every record kind (the live `oom` event, the
+//! exit record, and what comes next) goes out through one [`Emitter`].
+//!
+//! A record is written at the worst moment for memory: right after a kill, before the victim's
+//! pages are given back. A fresh page of oominit's then is a charge the full cgroup cannot meet,
+//! and the OOM killer picks another task, perhaps the main process. So records are serialized
+//! into a buffer touched at start, and a dry run warms the allocator while there is room.
+//! Writing into a pipe still allocates a page in the kernel, which can fail with ENOMEM for a few
+//! milliseconds after a kill: that write is retried ([`write_all`]).
+
+use serde::Serialize;
+
+use crate::sink::Sink;
+
+/// Room for one record; a longer one still works, it just may allocate.
+const LINE_CAPACITY: usize = 16 * 1024;
+
+/// How often, and how far apart, a write that failed with ENOMEM is tried again: ~0.3 s.
+const NOMEM_RETRIES: u32 = 30;
+const NOMEM_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
+pub struct Emitter<'a> {
+    sink: &'a Sink,
+    line: Vec<u8>,
+}
+
+impl<'a> Emitter<'a> {
+    /// An emitter with no buffer yet (nothing allocated before the command is forked).
+    pub fn new(sink: &'a Sink) -> Emitter<'a> {
+        Emitter { sink, line: Vec::new() }
+    }
+
+    /// Touch the buffer now, while the cgroup has room, and serialize `sample` into it without
+    /// writing it: that warms the allocator's size classes and faults in the code paths.
+    pub fn prepare(&mut self, sample: &impl Serialize) {
+        self.line = vec![b' '; LINE_CAPACITY];
+        self.serialize(sample);
+    }
+
+    /// One record, one line, in one write where the kernel allows it.
+    pub fn emit(&mut self, record: &impl Serialize) {
+        self.serialize(record);
+        self.sink.write_line(&self.line);
+    }
+
+    fn serialize(&mut self, record: &impl Serialize) {
+        self.line.clear();
+        if let Err(e) = serde_json::to_writer(&mut self.line, record) {
+            self.line.clear();
+            self.line.extend_from_slice(format!("{{\"error\":\"serializing a record: {e}\"}}").as_bytes());
+        }
+        self.line.push(b'\n');
+    }
+}
+
+/// Write all of `text` to `fd`, dropping errors: a closed stream must not stop PID 1. SIGPIPE is
+/// blocked in oominit, so a closed pipe gives EPIPE here instead of killing it. ENOMEM (a pipe
+/// page the full cgroup cannot give yet) is retried for a while.
+pub fn write_all(fd: i32, mut text: &[u8]) {
+    let mut nomem_retries = 0;
+    while !text.is_empty() {
+        // SAFETY: writing from a live slice.
+        match unsafe { nix::libc::write(fd, text.as_ptr().cast(), text.len()) } {
+            n if n > 0 => text = text.get(n as usize..).unwrap_or(&[]),
+            -1 => match nix::errno::Errno::last() {
+                nix::errno::Errno::EINTR => {}
+                nix::errno::Errno::ENOMEM if nomem_retries < NOMEM_RETRIES => {
+                    nomem_retries += 1;
+                    std::thread::sleep(NOMEM_PAUSE);
+                }
+                _ => return,
+            },
+            _ => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_one_line_in_the_buffer_touched_at_start() {
+        let sink = Sink::Fd(-1);
+        let mut e = Emitter::new(&sink);
+        e.prepare(&serde_json::json!({"event": "oom", "kills": 0}));
+        let at = e.line.as_ptr();
+        e.emit(&serde_json::json!({"event": "exit", "argv": vec!["x"; 100]}));
+        assert_eq!(e.line.as_ptr(), at, "no new allocation for a record that fits");
+        assert!(e.line.ends_with(b"\n") && e.line.iter().filter(|&&b| b == b'\n').count() == 1);
+    }
+
+    #[test]
+    fn everything_is_written_through_short_writes() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        use std::os::fd::AsRawFd;
+        let text = vec![b'x'; 200_000];
+        let reader = std::thread::spawn(move || {
+            let mut f = std::fs::File::from(r);
+            let mut got = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut got).unwrap();
+            got.len()
+        });
+        write_all(w.as_raw_fd(), &text);
+        drop(w);
+        assert_eq!(reader.join().unwrap(), 200_000);
+    }
+}

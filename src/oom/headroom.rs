@@ -1,0 +1,353 @@
+//! The headroom rule: nothing oominit does may be the charge that tips a full cgroup into an OOM.
+//!
+//! Why it matters: at the limit, any page or kernel object oominit allocates (a stack page, a heap
+//! page, the `struct file` of an open, the seq_file buffer of a first read, a pipe page) is charged
+//! to the cgroup. The charge waits in the cgroup's reclaim, then invokes the OOM killer, which
+//! picks the biggest eligible task. Right after a kill the victim is skipped while it dies but
+//! still holds its memory, so that pick can be the main process, or oominit itself. Each case
+//! below was seen on a real kernel (the commit messages say where and how often).
+//!
+//! So oominit:
+//! - touches, while the cgroup has room, everything it will write to during an OOM: a stack
+//!   reserve ([`prefault_stack`]), the record buffer (`emit`), the listing's buffers (`tracker`),
+//!   the cgroup files opened and read once at start (`cgroup`);
+//! - holds a [`Reserve`] of its own memory while there is room, and gives it back right before it
+//!   must open files in a cgroup at its limit, as room for what that charges;
+//! - lists the cgroup's processes (opens files) only when [`at_wake`] or [`after_kill`] say so,
+//!   pure decisions from a [`Snapshot`] of what is known;
+//! - after a kill, waits until the cgroup has room again before naming anyone or writing
+//!   ([`wait_for_room`]).
+
+use std::time::Duration;
+
+use nix::libc;
+
+use crate::cgroup::Memory;
+
+/// Free memory below the limit that counts as room to charge a few pages again.
+pub const ROOM: u64 = 256 * 1024;
+
+/// Memory in the cgroup beyond what oominit knows of, or a followed process's size, that counts
+/// as someone bigger than oominit and the main process for the OOM killer to pick first.
+pub const BIG: u64 = 4 << 20;
+
+/// What oominit knows at a wake.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Snapshot {
+    pub memory: Memory,
+    /// The main process's size as last seen; None while never seen alive (0 without one).
+    pub main_rss: Option<u64>,
+    /// The size of every process followed that may still hold memory.
+    pub known_rss: u64,
+    /// The second largest process followed, alive, other than the main one.
+    pub runner_up_rss: Option<u64>,
+    /// A victim named may still hold the memory it was killed for.
+    pub victim_dying: bool,
+}
+
+impl Snapshot {
+    /// Two processes oominit follows, alive, are bigger than the main process and than [`BIG`]:
+    /// if oominit's own charge set the OOM killer off now, it would pick one of them. Two,
+    /// because the biggest may be the victim of a kill under way, skipped while it dies.
+    fn shielded(&self) -> bool {
+        matches!((self.main_rss, self.runner_up_rss), (Some(main), Some(r)) if r > main.max(BIG))
+    }
+
+    /// The cgroup holds more than the processes oominit knows of by more than the main process's
+    /// size and [`BIG`]: untracked processes bigger than oominit and the main process are there to
+    /// be picked first (the rest of a stress-like workload, which is what must be listed).
+    fn outweighed(&self) -> bool {
+        match (self.memory.usage_bytes, self.main_rss) {
+            (Some(usage), Some(main)) => usage.saturating_sub(self.known_rss) > main.max(BIG),
+            _ => false,
+        }
+    }
+
+    fn has_room(&self, extra: u64) -> bool {
+        self.memory.free().is_some_and(|f| f >= extra.saturating_add(ROOM))
+    }
+}
+
+/// Whether to list the cgroup (open files: a charge) or only look through what is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    List,
+    LookOnly,
+}
+
+/// At a wake that was not a kill (the cgroup nearing or at its limit): list, unless a victim may
+/// still hold its memory (named and dying, or `unnamed_dying`: a kill left someone unnamed and
+/// the cgroup has had no room since) and nothing bigger than the main process would be picked
+/// first.
+pub fn at_wake(s: &Snapshot, unnamed_dying: bool) -> Listing {
+    let calm = !unnamed_dying && !s.victim_dying;
+    if calm || s.shielded() || s.outweighed() {
+        Listing::List
+    } else {
+        Listing::LookOnly
+    }
+}
+
+/// Right after a kill was counted: the victim is dying and the cgroup still full, so list only
+/// when two big followed processes shield oominit and the main process.
+pub fn after_kill(s: &Snapshot) -> Listing {
+    if s.shielded() {
+        Listing::List
+    } else {
+        Listing::LookOnly
+    }
+}
+
+/// Whether the memory of a victim left unnamed may still be charged: from the kill on, until a
+/// wake finds room below the limit.
+pub fn unnamed_still_dying(was: bool, memory: Memory) -> bool {
+    was && memory.free().is_some_and(|f| f < ROOM)
+}
+
+/// The headroom rule's state: the reserve, and whether an unnamed victim may still be dying.
+#[derive(Default)]
+pub struct Headroom {
+    reserve: Reserve,
+    unnamed_dying: bool,
+}
+
+impl Headroom {
+    /// Hold the reserve: for a cgroup with a limit of its own (elsewhere nothing is charged at a
+    /// limit, and a container start need not pay for it).
+    pub fn hold_reserve(&mut self) {
+        self.reserve = Reserve::new();
+    }
+
+    /// At a wake that was not a kill: may oominit list now?
+    pub fn at_wake(&mut self, s: &Snapshot) -> Listing {
+        self.unnamed_dying = unnamed_still_dying(self.unnamed_dying, s.memory);
+        at_wake(s, self.unnamed_dying)
+    }
+
+    /// A kill was reported, with everyone named for certain or not.
+    pub fn reported(&mut self, all_named: bool) {
+        self.unnamed_dying = !all_named;
+    }
+
+    /// Right before a listing: give the reserve back if the cgroup has no room for it.
+    pub fn before_listing(&mut self, s: &Snapshot) {
+        if self.reserve.held && !s.has_room(RESERVE_BYTES as u64) {
+            self.reserve.release();
+        }
+    }
+
+    /// Take the reserve again once it fits with room to spare: never itself the charge that
+    /// fills the cgroup.
+    pub fn retake(&mut self, s: &Snapshot) {
+        if !self.reserve.held && s.has_room(2 * RESERVE_BYTES as u64) {
+            self.reserve.hold();
+        }
+    }
+}
+
+/// After a kill, wait until the cgroup has [`ROOM`] below its limit again (or its figures are
+/// unknown): every 5 ms, 0.2 s at most. Naming allocates, and writing a record allocates a pipe
+/// page; when the main process was the hog, oominit is the only task left for a charge made
+/// before the victim's memory is freed to kill.
+pub fn wait_for_room(memory: impl Fn() -> Memory) {
+    for _ in 0..40 {
+        if !memory().free().is_some_and(|f| f < ROOM) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Touch a stack reserve now, while the cgroup has room: the stack grows a page at a time on
+/// first touch, and pages it has grown into stay mapped, so later deep calls cost nothing.
+///
+/// 64 KiB, or a quarter of RLIMIT_STACK if that is less: a container may run with a small
+/// `ulimit -s` (Rust probes every page of a large frame, so the frame itself stays small: one
+/// page per recursion).
+pub fn prefault_stack() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes the struct.
+    let limit = if unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut lim) } == 0 {
+        usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        0
+    };
+    touch_stack_pages((64 * 1024).min(limit / 4) / 4096);
+}
+
+#[inline(never)]
+fn touch_stack_pages(pages: usize) {
+    let mut page = [0u8; 3 * 1024];
+    page[0] = 1;
+    if pages > 1 {
+        touch_stack_pages(pages - 1);
+    }
+    // After the call, so the recursion cannot become a loop reusing one frame.
+    std::hint::black_box(&mut page);
+}
+
+/// The reserve: 16 pages, the stat files of some 30 new processes and what oominit's heap needs
+/// meanwhile.
+pub const RESERVE_BYTES: usize = 64 * 1024;
+
+/// A few pages held while the cgroup has room. Given back with MADV_DONTNEED, which uncharges
+/// them at once. Default: holding nothing (no limit, or the mapping failed).
+#[derive(Default)]
+struct Reserve {
+    /// The mapping's address, or None without one.
+    at: Option<usize>,
+    held: bool,
+}
+
+impl Reserve {
+    /// Map the reserve and fault it in; without a mapping there is simply no reserve.
+    fn new() -> Reserve {
+        // SAFETY: a fresh private anonymous mapping, not aliased by anything else.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                RESERVE_BYTES,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        let mut r = Reserve { at: (p != libc::MAP_FAILED).then_some(p as usize), held: false };
+        r.hold();
+        r
+    }
+
+    /// Fault every page in: from here on they are charged to the cgroup.
+    fn hold(&mut self) {
+        let Some(at) = self.at else { return };
+        for page in (0..RESERVE_BYTES).step_by(4096) {
+            // SAFETY: inside the RESERVE_BYTES-long writable mapping made in `new`, which lives as
+            // long as oominit (never unmapped). A volatile write, so the touch is not optimised
+            // away.
+            unsafe { std::ptr::write_volatile((at + page) as *mut u8, 1) };
+        }
+        self.held = true;
+    }
+
+    /// Give the pages back to the kernel, and so the room they take to the cgroup.
+    fn release(&mut self) {
+        let Some(at) = self.at.filter(|_| self.held) else { return };
+        // SAFETY: the mapping made in `new`; MADV_DONTNEED on private anonymous memory only
+        // drops its pages (read again, they are zero).
+        unsafe { libc::madvise(at as *mut libc::c_void, RESERVE_BYTES, libc::MADV_DONTNEED) };
+        self.held = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Listing::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn at(limit: u64, usage: u64) -> Memory {
+        Memory { limit_bytes: Some(limit), usage_bytes: Some(usage), peak_bytes: None }
+    }
+
+    /// A cgroup of 96 MiB, full, with main (a shell) at 1 MiB.
+    fn full() -> Snapshot {
+        Snapshot {
+            memory: at(96 * MIB, 96 * MIB),
+            main_rss: Some(MIB),
+            known_rss: 95 * MIB,
+            runner_up_rss: None,
+            victim_dying: false,
+        }
+    }
+
+    #[test]
+    fn when_a_wake_may_list() {
+        #[rustfmt::skip]
+        let rows: &[(&str, Snapshot, bool, Listing)] = &[
+            ("nothing dying: list, with the reserve as room",
+                full(), false, List),
+            ("a named victim still holds its memory: a charge now kills someone else",
+                Snapshot { victim_dying: true, ..full() }, false, LookOnly),
+            ("a victim left unnamed may still hold its memory",
+                full(), true, LookOnly),
+            ("two workers bigger than main would be picked before main or oominit",
+                Snapshot { victim_dying: true, runner_up_rss: Some(40 * MIB), ..full() }, true, List),
+            ("one big worker is not enough: it may be the victim being skipped",
+                Snapshot { victim_dying: true, runner_up_rss: Some(MIB / 2), ..full() }, false, LookOnly),
+            ("workers bigger than main but small: oominit could still be the pick",
+                Snapshot { victim_dying: true, runner_up_rss: Some(3 * MIB), ..full() }, false, LookOnly),
+            ("main bigger than the workers: main would be the pick",
+                Snapshot { victim_dying: true, main_rss: Some(50 * MIB), runner_up_rss: Some(40 * MIB), ..full() }, false, LookOnly),
+            ("the cgroup holds much more than oominit knows (untracked stress workers)",
+                Snapshot { victim_dying: true, known_rss: 10 * MIB, ..full() }, false, List),
+            ("main never seen alive: its size, so the pick, is unknown",
+                Snapshot { victim_dying: true, main_rss: None, known_rss: 0, runner_up_rss: Some(40 * MIB), ..full() }, false, LookOnly),
+        ];
+        for (situation, s, unnamed_dying, want) in rows {
+            assert_eq!(at_wake(s, *unnamed_dying), *want, "{situation}");
+        }
+    }
+
+    #[test]
+    fn right_after_a_kill_only_shielded_listing() {
+        assert_eq!(after_kill(&full()), LookOnly, "the victim is skipped while it dies");
+        let shielded = Snapshot { runner_up_rss: Some(40 * MIB), ..full() };
+        assert_eq!(after_kill(&shielded), List);
+        let untracked = Snapshot { known_rss: 0, ..full() };
+        assert_eq!(after_kill(&untracked), LookOnly, "unknown memory may be the dying victim's own");
+    }
+
+    #[test]
+    fn an_unnamed_victim_stops_counting_as_dying_once_there_is_room() {
+        #[rustfmt::skip]
+        let rows = [
+            ("still full", true, at(96 * MIB, 96 * MIB - 4096), true),
+            ("its memory given back", true, at(96 * MIB, 60 * MIB), false),
+            ("figures unknown: no limit, nothing to wait for", true, Memory::default(), false),
+            ("nothing was dying", false, at(96 * MIB, 96 * MIB), false),
+        ];
+        for (situation, was, memory, want) in rows {
+            assert_eq!(unnamed_still_dying(was, memory), want, "{situation}");
+        }
+    }
+
+    #[test]
+    fn the_reserve_goes_before_a_listing_at_the_limit_and_comes_back_with_room() {
+        let mut h = Headroom::default();
+        h.hold_reserve();
+        assert!(h.reserve.held);
+        h.before_listing(&Snapshot { memory: at(96 * MIB, 90 * MIB), ..full() });
+        assert!(h.reserve.held, "room enough: kept");
+        h.before_listing(&full());
+        assert!(!h.reserve.held, "at the limit: given back");
+        h.retake(&Snapshot { memory: at(96 * MIB, 96 * MIB - 300 * 1024), ..full() });
+        assert!(!h.reserve.held, "it would fit, but not with room to spare");
+        h.retake(&Snapshot { memory: at(96 * MIB, 60 * MIB), ..full() });
+        assert!(h.reserve.held);
+    }
+
+    /// How many of the reserve's pages the kernel has resident (mincore).
+    fn resident(r: &Reserve) -> usize {
+        let Some(at) = r.at else { return 0 };
+        let mut vec = [0u8; RESERVE_BYTES / 4096];
+        // SAFETY: the mapping made in `new`, RESERVE_BYTES long; one status byte per 4 KiB page.
+        let rc = unsafe { libc::mincore(at as *mut libc::c_void, RESERVE_BYTES, vec.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+        vec.iter().filter(|&&v| v & 1 == 1).count()
+    }
+
+    #[test]
+    fn the_reserve_is_resident_when_held_and_given_back_when_released() {
+        let mut r = Reserve::new();
+        assert!(r.held);
+        assert_eq!(resident(&r), RESERVE_BYTES / 4096);
+        r.release();
+        assert!(!r.held);
+        assert_eq!(resident(&r), 0, "MADV_DONTNEED drops the pages");
+        r.release();
+        r.hold();
+        assert_eq!(resident(&r), RESERVE_BYTES / 4096);
+    }
+}

@@ -1,0 +1,293 @@
+//! Watching the cgroup for OOM kills while the command runs: the baseline read before the
+//! command starts, a live `oom` event the moment the kill counter rises, and the final figures
+//! after the main process is reaped (a kill must never be missed at exit, so they are re-read
+//! then, whatever woke oominit).
+//!
+//! The loop hands this watch its wakes, reaps and timer; the watch answers with [`Action`]s for
+//! the loop. What a wake means is the cgroup [`Watch`]'s business, who was killed is
+//! [`victims`](crate::victims)', and when oominit may open files in a full cgroup is the
+//! [`headroom`] rule's.
+
+pub mod headroom;
+
+use std::os::fd::BorrowedFd;
+use std::time::Duration;
+
+use nix::libc::pid_t;
+
+use self::headroom::{Headroom, Listing, Snapshot};
+use crate::cgroup::{Cgroup, CgroupError, Counters, Memory, Wake, Watch};
+use crate::diag;
+use crate::emit::Emitter;
+use crate::reap::Status;
+use crate::record::{MemoryInfo, OomEvent, Victim};
+use crate::sink::Sink;
+use crate::supervise::{Action, Watcher};
+use crate::victims::{tracker, Victims};
+
+/// The counters before the command starts, and the cgroup they were read from.
+pub struct Baseline {
+    cgroup: Result<Cgroup, CgroupError>,
+    counters: Counters,
+}
+
+impl Baseline {
+    /// Read the baseline: before the command starts, so every kill it causes is counted.
+    pub fn read(cgroup: Result<Cgroup, CgroupError>) -> Baseline {
+        let read = cgroup.and_then(|cg| Ok((cg.counters()?, cg)));
+        match read {
+            Ok((counters, cg)) => Baseline { cgroup: Ok(cg), counters },
+            Err(e) => {
+                diag!(1, "no memory cgroup, OOM kills cannot be seen: {e}");
+                Baseline { cgroup: Err(e), counters: Counters::default() }
+            }
+        }
+    }
+}
+
+pub struct OomWatch<'a> {
+    cgroup: Result<Cgroup, CgroupError>,
+    /// None where registration failed: counters are then re-read at every reap and at exit.
+    watch: Option<Watch>,
+    baseline: Counters,
+    /// The kill count already reported in a live event.
+    reported: u64,
+    victims: Victims,
+    headroom: Headroom,
+    emitter: Emitter<'a>,
+}
+
+/// What the cgroup says at the end.
+pub struct Observed {
+    pub delta: Counters,
+    pub memory: MemoryInfo,
+    pub victims: Vec<Victim>,
+}
+
+impl<'a> OomWatch<'a> {
+    /// Everything but the baseline, once the command has been forked, so that it overlaps with
+    /// the command's own start instead of delaying it: open the figure files, register for
+    /// wake-ups, follow the main process (`main`: its pid and argv; None when the spawn failed),
+    /// and touch what an OOM will need. A kill in between is still counted against the baseline;
+    /// its live event comes at the next wake, reap or exit.
+    pub fn arm(baseline: Baseline, main: Option<(pid_t, Vec<String>)>, sink: &'a Sink) -> OomWatch<'a> {
+        let Baseline { mut cgroup, counters } = baseline;
+        let budget = tracker::fd_budget(nofile());
+        let mut watch = None;
+        let mut headroom = Headroom::default();
+        let victims = match &mut cgroup {
+            Ok(cg) => {
+                cg.open_figures();
+                match cg.watch() {
+                    Ok(w) => {
+                        diag!(2, "watching {} ({})", cg.path().display(), w.describe());
+                        watch = Some(w);
+                    }
+                    Err(e) => {
+                        diag!(1, "no OOM notification ({e}): counters re-read at every reap and at exit")
+                    }
+                }
+                // After the OOM notification, which must be in place before the command can fill
+                // the cgroup.
+                let mut victims = Victims::new(Some((cg.path(), cg.version)), main, budget);
+                if cg.memory().limit_bytes.is_some() {
+                    victims.prefault();
+                    headroom.hold_reserve();
+                }
+                if let Some(w) = &mut watch {
+                    w.warn_near_limit(cg);
+                }
+                victims
+            }
+            Err(_) => Victims::new(None, main, budget),
+        };
+        let mut w = OomWatch {
+            cgroup,
+            watch,
+            baseline: counters,
+            reported: 0,
+            victims,
+            headroom,
+            emitter: Emitter::new(sink),
+        };
+        let nothing = OomEvent::new(&w.baseline.since(&w.baseline), w.victims.named(), w.memory_info());
+        w.emitter.prepare(&nothing);
+        w
+    }
+
+    /// Kills since start, or None when they cannot be read.
+    fn delta(&self) -> Option<Counters> {
+        let cg = self.cgroup.as_ref().ok()?;
+        match cg.counters() {
+            Ok(now) => {
+                let mut delta = now.since(&self.baseline);
+                if delta.kills() > 0 {
+                    delta.peak_at_limit = cg.limit_reached();
+                }
+                Some(delta)
+            }
+            Err(e) => {
+                diag!(1, "re-reading the OOM counters: {e}");
+                None
+            }
+        }
+    }
+
+    /// The cgroup's figures now; all unknown without a cgroup.
+    fn memory(&self) -> Memory {
+        self.cgroup.as_ref().map(Cgroup::memory).unwrap_or_default()
+    }
+
+    fn memory_info(&self) -> MemoryInfo {
+        match &self.cgroup {
+            Ok(cg) => {
+                let watch = Some(self.watch.as_ref().map_or("reap", Watch::name));
+                MemoryInfo::new(Some((cg.version, cg.path().display().to_string())), cg.memory(), watch)
+            }
+            Err(why) => {
+                let mut m = MemoryInfo::new(None, Memory::default(), None);
+                m.unavailable = Some(why.to_string());
+                m
+            }
+        }
+    }
+
+    /// What the headroom rule decides from, as of now.
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            memory: self.memory(),
+            main_rss: self.victims.main_rss(),
+            known_rss: self.victims.known_rss(),
+            runner_up_rss: self.victims.runner_up_rss(),
+            victim_dying: self.victims.dying(),
+        }
+    }
+
+    /// List the cgroup's processes and follow the new ones, the reserve given back first if the
+    /// cgroup has no room for what that charges.
+    fn list(&mut self) {
+        let s = self.snapshot();
+        self.headroom.before_listing(&s);
+        self.victims.observe(true);
+    }
+
+    /// Re-read; if more processes were killed than already reported, name them and say so now.
+    /// Returns the deltas, and whether the kill count rose. What the victims module has seen
+    /// before this read decides who is named.
+    fn check(&mut self) -> (Option<Counters>, bool) {
+        self.victims.counting();
+        let Some(delta) = self.delta() else { return (None, false) };
+        let kills = delta.kills();
+        let new = kills.saturating_sub(self.reported);
+        if new == 0 {
+            self.victims.settle(0);
+            return (Some(delta), false);
+        }
+        // The victims are dying now: look again at once, through what is open.
+        match headroom::after_kill(&self.snapshot()) {
+            Listing::List => self.list(),
+            Listing::LookOnly => self.victims.observe(false),
+        }
+        // Naming allocates (names, argv): only once there is room, like the write after it.
+        headroom::wait_for_room(|| self.memory());
+        self.headroom.retake(&self.snapshot());
+        self.victims.settle(new);
+        self.headroom.reported(self.victims.certain() >= kills);
+        self.reported = kills;
+        let event = OomEvent::new(&delta, self.victims.named(), self.memory_info());
+        self.emitter.emit(&event);
+        (Some(delta), true)
+    }
+
+    /// After a v1 OOM notification (`notified`) or a re-read: when to read again.
+    fn recheck(&mut self, notified: bool, rose: bool) -> Option<Action> {
+        let watch = self.watch.as_mut()?;
+        Some(Action::Timer(watch.recheck(notified, rose)))
+    }
+
+    /// The final figures, re-read now that the main process has been reaped. The kernel raises
+    /// `oom_kill` before it sends the SIGKILL, so a killed main process is already counted.
+    pub fn finish(mut self) -> Observed {
+        let mut delta = self.check().0.unwrap_or_default();
+        // A group kill (`memory.oom.group`) counts each member as the kernel walks the group,
+        // and the main process may be reaped before the walk ends. Re-read until two reads
+        // 10 ms apart agree, 0.3 s at most; only after a group kill.
+        if delta.oom_group_kill.unwrap_or(0) > 0 {
+            for _ in 0..30 {
+                std::thread::sleep(Duration::from_millis(10));
+                match self.check().0 {
+                    Some(d) if d == delta => break,
+                    Some(d) => delta = d,
+                    None => break,
+                }
+            }
+        }
+        if delta.kills() > 0 {
+            headroom::wait_for_room(|| self.memory());
+        }
+        Observed { delta, memory: self.memory_info(), victims: self.victims.into_named() }
+    }
+}
+
+impl Watcher for OomWatch<'_> {
+    fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.watch.as_ref().map(Watch::fds).unwrap_or_default()
+    }
+
+    fn wants_timer(&self) -> bool {
+        self.watch.as_ref().is_some_and(Watch::rechecks)
+    }
+
+    fn on_wake(&mut self, which: usize) -> Option<Action> {
+        // Every wake here means the cgroup is at or near its limit: the moment to note who is in
+        // it and how big, before anyone is killed.
+        self.victims.observe(false);
+        let cgroup = self.cgroup.as_ref().ok();
+        let wake = self.watch.as_mut()?.wake(which, || cgroup?.memory().usage_bytes)?;
+        let (_, rose) = self.check();
+        match wake {
+            Wake::OomBegins => return self.recheck(true, rose),
+            Wake::Events => {}
+            Wake::Nearing { rising: false } => return None,
+            Wake::Nearing { rising: true } => {}
+        }
+        if rose {
+            return None;
+        }
+        let s = self.snapshot();
+        if self.headroom.at_wake(&s) == Listing::List {
+            if let Wake::Nearing { .. } = wake {
+                self.headroom.retake(&s);
+            }
+            self.list();
+        }
+        None
+    }
+
+    fn on_timer(&mut self) -> Option<Action> {
+        let (_, rose) = self.check();
+        self.recheck(false, rose)
+    }
+
+    /// A reap is the other moment a kill shows. Without any registration (read-only cgroupfs)
+    /// reaps are all there is: re-read at every one. Otherwise as the watch says.
+    fn on_reap(&mut self, exits: &[(pid_t, Status)]) -> Option<Action> {
+        self.victims.reaped(exits);
+        let sigkill = exits.iter().any(|(_, s)| *s == Status::Signaled(nix::libc::SIGKILL));
+        if self.watch.as_ref().map_or(true, |w| w.reap_may_show_kill(sigkill)) {
+            self.check();
+        }
+        None
+    }
+}
+
+/// The soft RLIMIT_NOFILE; 1024, the usual default, if it cannot be read.
+fn nofile() -> u64 {
+    let mut lim = nix::libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes the struct.
+    if unsafe { nix::libc::getrlimit(nix::libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        1024
+    }
+}

@@ -1,0 +1,234 @@
+//! Naming the processes the kernel OOM-killed: pid, comm, argv, resident memory before the kill,
+//! and how oominit knows (`source`). The counters say how many; this says which.
+//!
+//! The hard case is the common one: a victim whose own parent reaps it (stress, gunicorn, a shell
+//! loop) is gone microseconds after it dies, and oominit never sees its exit status. So oominit
+//! looks before the kill: at the cgroup watch's wakes as the cgroup nears or reaches its limit,
+//! the [`tracker`] lists the cgroup's processes and follows them. When the kill count rises,
+//! every process followed is looked at again, and [`attribution`] decides who is named. When
+//! listing is safe at all is the [headroom rule](crate::oom::headroom)'s call: opening files
+//! charges the full cgroup. Nothing here runs while the cgroup is quiet: only on its wakes, on
+//! reaps, and at exit.
+
+pub mod attribution;
+pub mod tracker;
+
+use std::path::Path;
+
+use nix::libc::pid_t;
+
+use self::attribution::{call, Call, Death, Source, Tally};
+use self::tracker::{State, Tracked, Tracker};
+use crate::cgroup::Version;
+use crate::reap::Status;
+use crate::record::Victim;
+
+/// Default: following nothing (no allocation).
+#[derive(Default)]
+pub struct Victims {
+    tracker: Tracker,
+    named: Vec<Victim>,
+    /// Counter reads so far: deaths are stamped with it, to tell those seen before a read from
+    /// those seen after it began.
+    reads: u64,
+}
+
+impl Victims {
+    /// Follow the processes of the cgroup at `dir` (if any), and the main process `main` with the
+    /// argv oominit ran, within `fd_budget` descriptors.
+    pub fn new(
+        dir: Option<(&Path, Version)>,
+        main: Option<(pid_t, Vec<String>)>,
+        fd_budget: usize,
+    ) -> Victims {
+        let procs = dir.map(|(d, _)| d.join("cgroup.procs"));
+        let mut tracker = Tracker::new(procs, matches!(dir, Some((_, Version::V1))), fd_budget);
+        if let Some((pid, argv)) = main {
+            tracker.follow_main(pid, argv);
+        }
+        Victims { tracker, named: Vec::with_capacity(16), reads: 0 }
+    }
+
+    /// Touch the memory a listing writes to (see [`Tracker::prefault`]).
+    pub fn prefault(&mut self) {
+        self.tracker.prefault();
+    }
+
+    /// Look at every process followed, and with `list`, start following the cgroup's new ones.
+    pub fn observe(&mut self, list: bool) {
+        if list {
+            self.tracker.list(self.reads);
+        }
+        self.tracker.look(self.reads);
+    }
+
+    /// The kill counter is being read now: what is seen from here on may belong to a kill that
+    /// read did not count yet.
+    pub fn counting(&mut self) {
+        self.reads = self.reads.saturating_add(1);
+    }
+
+    /// oominit reaped these.
+    pub fn reaped(&mut self, exits: &[(pid_t, Status)]) {
+        self.tracker.reaped(exits, self.reads);
+    }
+
+    /// The kill counter was read (see [`counting`](Self::counting)): `new` kills since the read
+    /// before. Name the deaths [`attribution`] calls victims, and forget those it rules out.
+    pub fn settle(&mut self, new: u64) {
+        let reads = self.reads;
+        let death = |t: &Tracked| match t.state {
+            State::Dead { death, seen } => Some((death, seen < reads)),
+            _ => None,
+        };
+        let tally = Tally::of(self.tracker.entries.iter().filter_map(death));
+        for t in &mut self.tracker.entries {
+            let Some((d, before)) = death(t) else { continue };
+            let uncertain = match call(d, before, tally, new) {
+                Call::Certain => false,
+                Call::Uncertain => true,
+                Call::Wait | Call::Forget => continue,
+            };
+            let source = if let Death::Killed(source) = d { source } else { Source::Vanished };
+            self.named.push(t.victim(source, uncertain));
+            t.state = State::Named { holding: source != Source::Vanished };
+        }
+        self.tracker
+            .entries
+            .retain(|t| death(t).map_or(true, |(d, before)| call(d, before, tally, new) != Call::Forget));
+    }
+
+    /// Whether a victim named so far may still hold memory: right after a kill the cgroup stays
+    /// full until it is given back.
+    pub fn dying(&self) -> bool {
+        self.tracker.entries.iter().any(|t| t.state == State::Named { holding: true })
+    }
+
+    /// Resident memory of the processes followed that may still hold it (alive, or killed and
+    /// not yet dead), as last seen.
+    pub fn known_rss(&self) -> u64 {
+        let holding = |t: &&Tracked| match t.state {
+            State::Alive | State::Dead { death: Death::Killed(_), .. } => true,
+            State::Named { holding } => holding,
+            State::Dead { .. } => false,
+        };
+        self.tracker.entries.iter().filter(holding).map(|t| t.rss_bytes.unwrap_or(0)).sum()
+    }
+
+    /// The main process's size as last seen alive; 0 without one, None while never seen alive.
+    pub fn main_rss(&self) -> Option<u64> {
+        self.tracker.entries.iter().find(|t| t.main).map_or(Some(0), |t| t.rss_bytes)
+    }
+
+    /// The second largest size among the other processes followed and alive: the OOM killer's
+    /// next pick after the largest, which may be the victim of a kill under way.
+    pub fn runner_up_rss(&self) -> Option<u64> {
+        let mut top: [Option<u64>; 2] = [None, None];
+        for t in self.tracker.entries.iter().filter(|t| t.state == State::Alive && !t.main) {
+            if t.rss_bytes > top[0] {
+                top = [t.rss_bytes, top[0]];
+            } else if t.rss_bytes > top[1] {
+                top[1] = t.rss_bytes;
+            }
+        }
+        top[1]
+    }
+
+    /// How many are named with certainty.
+    pub fn certain(&self) -> u64 {
+        self.named.iter().filter(|v| !v.uncertain).count() as u64
+    }
+
+    /// Everyone named so far.
+    pub fn named(&self) -> &[Victim] {
+        &self.named
+    }
+
+    pub fn into_named(self) -> Vec<Victim> {
+        self.named
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The naming rules as a sequence of reads; each read's decision is `attribution`'s.
+    use super::*;
+    use nix::libc::SIGKILL;
+
+    fn following(deaths: &[(pid_t, Death)]) -> Victims {
+        let mut v = Victims::default();
+        v.tracker.entries.extend(deaths.iter().map(|&(pid, d)| Tracked::dead(pid, d, 0)));
+        v.tracker.entries.push(Tracked::alive(11));
+        // All of them seen before the counter read that settles them.
+        v.counting();
+        v
+    }
+
+    fn named(v: &Victims) -> Vec<(i32, Source, bool)> {
+        v.named().iter().map(|x| (x.pid, x.source, x.uncertain)).collect()
+    }
+
+    #[test]
+    fn a_death_by_sigkill_without_a_new_kill_is_forgotten() {
+        let mut v = following(&[(10, Death::Killed(Source::Pidfd)), (12, Death::Vanished)]);
+        v.settle(0);
+        assert!(v.named().is_empty());
+        assert_eq!(v.tracker.entries.iter().map(|t| t.pid).collect::<Vec<_>>(), [11], "only the living stay");
+    }
+
+    #[test]
+    fn a_death_seen_after_a_read_is_named_at_the_next_one() {
+        let mut v = following(&[(10, Death::Killed(Source::Proc))]);
+        v.reaped(&[(12, Status::Signaled(SIGKILL))]);
+        v.settle(1);
+        assert_eq!(named(&v), [(10, Source::Proc, false)]);
+        // 12's kill shows at the next read: named then, for certain.
+        v.counting();
+        v.settle(1);
+        assert_eq!(named(&v), [(10, Source::Proc, false), (12, Source::Reaped, false)]);
+
+        // Seen after a read that counted nothing, and no kill at the next: not an OOM kill.
+        let mut v = following(&[]);
+        v.reaped(&[(14, Status::Signaled(SIGKILL))]);
+        v.settle(0);
+        v.counting();
+        v.settle(0);
+        assert!(v.named().is_empty());
+    }
+
+    #[test]
+    fn a_victim_is_named_once() {
+        let mut v = following(&[(10, Death::Killed(Source::Proc))]);
+        v.settle(1);
+        assert!(v.dying(), "named and not yet seen dead");
+        // Its parent, or oominit, reaps it later: nothing new to name at the next kill.
+        v.reaped(&[(10, Status::Signaled(SIGKILL))]);
+        v.counting();
+        v.settle(1);
+        assert_eq!(named(&v), [(10, Source::Proc, false)]);
+        assert!(!v.dying());
+    }
+
+    #[test]
+    fn an_orphan_oominit_reaps_unseen_is_still_a_death_to_count() {
+        let mut v = following(&[]);
+        v.reaped(&[(20, Status::Signaled(SIGKILL)), (21, Status::Exited(0))]);
+        v.settle(1);
+        assert_eq!(named(&v), [(20, Source::Reaped, false)]);
+        assert_eq!(v.named()[0].comm, None, "never seen alive: no name is made up");
+    }
+
+    #[test]
+    fn the_runner_up_is_the_second_largest_other_process_alive() {
+        let mut v = Victims::default();
+        assert_eq!((v.runner_up_rss(), v.main_rss()), (None, Some(0)));
+        for (pid, rss) in [(2, 30), (3, 50), (4, 40)] {
+            let mut t = Tracked::alive(pid);
+            t.rss_bytes = Some(rss);
+            v.tracker.entries.push(t);
+        }
+        v.tracker.entries.push(Tracked::dead(5, Death::Killed(Source::Proc), 0));
+        assert_eq!(v.runner_up_rss(), Some(40));
+        assert_eq!(v.known_rss(), 120);
+    }
+}

@@ -1,0 +1,425 @@
+//! Following the cgroup's processes: who is there (`cgroup.procs`), and for each one its name,
+//! argv and size while it lives, and how it ended, read through its `/proc/PID/stat` held open
+//! (and a pidfd where the kernel keeps exit statuses for pidfds).
+//!
+//! Following costs descriptors, so it has a fixed budget ([`fd_budget`]) well inside
+//! RLIMIT_NOFILE: the init's own job (signals, reaping, `--grace` walking /proc) must never be
+//! starved by reporting. Processes beyond it are not followed, and their kills go unnamed.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use nix::libc::{self, pid_t};
+
+use super::attribution::{Death, Source};
+use crate::pidfd::{self, Pidfd};
+use crate::procfs;
+use crate::reap::Status;
+use crate::record::Victim;
+
+/// Descriptors following may hold at most, whatever RLIMIT_NOFILE allows.
+const MAX_FDS: usize = 256;
+/// Entries at most, descriptors or not (deaths oominit reaped unseen have none).
+const MAX_ENTRIES: usize = 512;
+/// `cgroup.procs` read at once: ~1000 pids of 7 digits; a longer list grows the buffer.
+const LIST_BYTES: usize = 8192;
+/// Of a process's `cmdline`, enough for 16 arguments of 256 bytes (record::short_argv).
+const CMDLINE_BYTES: usize = 4096;
+/// Entries made room for at start, so that following the usual few processes does not fault.
+const PREFAULT_ENTRIES: usize = 64;
+
+/// The descriptors following may hold: a quarter of the soft RLIMIT_NOFILE, [`MAX_FDS`] at most.
+/// With `ulimit -n 1024`, 256: 128 processes with pidfds, 256 without.
+pub fn fd_budget(nofile: u64) -> usize {
+    usize::try_from(nofile / 4).unwrap_or(usize::MAX).min(MAX_FDS)
+}
+
+/// Where a followed process is in its life, as oominit saw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum State {
+    Alive,
+    /// Seen dead while counter read number `seen` was the latest (see `Victims::settle`).
+    Dead {
+        death: Death,
+        seen: u64,
+    },
+    /// Named as a victim and still in /proc (dying, or a zombie): kept so that the next listing
+    /// does not take it for a new process and name it twice. `holding` while it may still hold
+    /// the memory it was killed for.
+    Named {
+        holding: bool,
+    },
+}
+
+pub struct Tracked {
+    pub pid: pid_t,
+    pub main: bool,
+    pub state: State,
+    /// `/proc/PID/stat`, held open: re-read with pread, no allocation while the cgroup is full.
+    stat: Option<File>,
+    pidfd: Option<Pidfd>,
+    /// The kernel's name for it (at most 16 bytes, 64 for kernel threads), in place rather than a
+    /// String: a heap allocation at every look right after a kill is a charge the full cgroup
+    /// cannot meet. `comm_len` None: not read yet, or the main process before its exec.
+    comm: [u8; 64],
+    comm_len: Option<usize>,
+    /// It exec'd since its argv was read: read it again at the next listing.
+    argv_stale: bool,
+    argv: Vec<String>,
+    /// Resident memory as last seen alive.
+    pub rss_bytes: Option<u64>,
+}
+
+/// The cgroup's processes, followed.
+#[derive(Default)]
+pub struct Tracker {
+    /// The cgroup's `cgroup.procs`; None without a cgroup.
+    procs: Option<File>,
+    /// v1: where it is, to open it again for every listing. An open v1 `cgroup.procs` keeps
+    /// serving the list it loaded first for a second (cgroup_pidlist_start). On v2 it is held
+    /// open, as the other cgroup files are, not to allocate while the cgroup is full.
+    reopen: Option<PathBuf>,
+    pub entries: Vec<Tracked>,
+    me: pid_t,
+    main: Option<pid_t>,
+    page_size: u64,
+    /// Cleared when the kernel has no usable pidfds.
+    pidfds: bool,
+    fd_budget: usize,
+    /// Where `cgroup.procs` is read into, kept between reads.
+    buf: Vec<u8>,
+    /// Where a `/proc/PID/cmdline` is read into, kept between reads.
+    cmdline_buf: Vec<u8>,
+}
+
+impl Tracker {
+    /// Follow the processes listed in `procs` (a `cgroup.procs`; reopened at every listing when
+    /// `reopen`), within `fd_budget` descriptors.
+    pub fn new(procs: Option<PathBuf>, reopen: bool, fd_budget: usize) -> Tracker {
+        // SAFETY: sysconf and getpid have no preconditions.
+        let page_size = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let mut t = Tracker {
+            procs: procs.as_ref().and_then(|p| File::open(p).ok()),
+            reopen: procs.filter(|_| reopen),
+            entries: Vec::new(),
+            me: std::process::id() as pid_t,
+            main: None,
+            page_size,
+            pidfds: true,
+            fd_budget,
+            buf: Vec::new(),
+            cmdline_buf: Vec::new(),
+        };
+        // Where `cgroup.procs` is held open, read it once now: the kernel allocates a seq_file's
+        // buffer at its first read (seq_read_iter, charged to the cgroup) and keeps it while the
+        // file is open. Only read: following what is there now (where oominit is not PID 1, a
+        // whole host's session) would cost a container start for nothing.
+        if t.reopen.is_none() {
+            t.read_procs();
+        }
+        t
+    }
+
+    /// Touch now, while the cgroup has room, the memory a listing writes to: the first listing
+    /// comes as the cgroup nears or reaches its limit, where a page oominit faults in is charged.
+    pub fn prefault(&mut self) {
+        self.buf.resize(LIST_BYTES, 0);
+        self.buf.clear();
+        self.cmdline_buf.resize(CMDLINE_BYTES, 0);
+        let followed = self.entries.len();
+        self.entries.reserve(PREFAULT_ENTRIES);
+        self.entries.extend((0..PREFAULT_ENTRIES).map(|_| Tracked::new(0, false, None, None)));
+        self.entries.truncate(followed);
+    }
+
+    /// Follow the main process, whose argv is the command oominit ran (its own, read now, would
+    /// still be oominit's, as would its name and size until it execs).
+    pub fn follow_main(&mut self, pid: pid_t, argv: Vec<String>) {
+        self.main = Some(pid);
+        if self.follow(pid, true, Some(argv), 0) {
+            if let Some(t) = self.entries.last_mut() {
+                t.comm_len = None;
+                t.rss_bytes = None;
+            }
+        }
+    }
+
+    /// Start following the cgroup's new processes, and read again the argv of those that exec'd.
+    /// `reads`: the counter read number to stamp deaths with.
+    pub fn list(&mut self, reads: u64) {
+        self.read_procs();
+        for t in self.entries.iter_mut().filter(|t| t.argv_stale && t.state == State::Alive) {
+            t.argv = cmdline(t.pid, &mut self.cmdline_buf);
+            t.argv_stale = false;
+        }
+        let text = std::mem::take(&mut self.buf);
+        let pids =
+            text.split(|b| b.is_ascii_whitespace()).filter_map(|p| std::str::from_utf8(p).ok()?.parse().ok());
+        for pid in pids {
+            // 0: a process outside oominit's PID namespace.
+            if pid != 0 && pid != self.me && !self.entries.iter().any(|t| t.pid == pid) {
+                self.follow(pid, false, None, reads);
+            }
+        }
+        self.buf = text;
+    }
+
+    /// Look at every process followed through what is open: note the living ones' names and
+    /// sizes, and who has died. `reads` is the counter read number to stamp deaths with.
+    pub fn look(&mut self, reads: u64) {
+        for t in &mut self.entries {
+            match t.state {
+                State::Alive => t.look(self.page_size, reads),
+                State::Named { .. } => t.recheck_named(),
+                State::Dead { .. } => {}
+            }
+        }
+    }
+
+    /// oominit reaped these (stamped with read number `reads`).
+    pub fn reaped(&mut self, exits: &[(pid_t, Status)], reads: u64) {
+        for &(pid, status) in exits {
+            let death = match status {
+                Status::Signaled(libc::SIGKILL) => Death::Killed(Source::Reaped),
+                _ => Death::Other,
+            };
+            let dead = State::Dead { death, seen: reads };
+            let room = self.entries.len() < MAX_ENTRIES;
+            match self.entries.iter_mut().find(|t| t.pid == pid) {
+                // Named already while it was dying: nothing more to count.
+                Some(t) if matches!(t.state, State::Named { .. }) => {
+                    t.state = State::Dead { death: Death::Other, seen: 0 }
+                }
+                Some(t) => t.state = dead,
+                // Never seen alive: its name died with it. Still a death by SIGKILL to count.
+                None if death != Death::Other && room => {
+                    let mut t = Tracked::new(pid, self.main == Some(pid), None, None);
+                    t.state = dead;
+                    self.entries.push(t);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// `cgroup.procs` into `buf` (reopened first on v1; see `reopen`).
+    fn read_procs(&mut self) {
+        if let Some(path) = &self.reopen {
+            self.procs = File::open(path).ok();
+        }
+        self.buf.clear();
+        let Some(procs) = &self.procs else { return };
+        loop {
+            // Into the room touched already; more only for a list longer than ever before.
+            let len = self.buf.len();
+            if self.buf.capacity() - len < LIST_BYTES / 4 {
+                self.buf.reserve(LIST_BYTES);
+            }
+            self.buf.resize(self.buf.capacity(), 0);
+            match procs.read_at(&mut self.buf[len..], len as u64) {
+                Ok(n) if n > 0 => self.buf.truncate(len + n),
+                _ => {
+                    self.buf.truncate(len);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Descriptors held now.
+    fn fds_held(&self) -> usize {
+        self.entries.iter().map(|t| usize::from(t.stat.is_some()) + usize::from(t.pidfd.is_some())).sum()
+    }
+
+    /// Follow `pid` if the budget allows: its stat first, a pidfd if one more descriptor fits.
+    /// Returns whether it is followed.
+    fn follow(&mut self, pid: pid_t, main: bool, argv: Option<Vec<String>>, reads: u64) -> bool {
+        let held = self.fds_held();
+        if self.entries.len() >= MAX_ENTRIES || held >= self.fd_budget {
+            return false;
+        }
+        let Ok(stat) = File::open(format!("/proc/{pid}/stat")) else { return false };
+        let pidfd = if self.pidfds && held + 2 <= self.fd_budget { self.pidfd(pid) } else { None };
+        let mut t = Tracked::new(pid, main, Some(stat), pidfd);
+        // Its name before its argv, and again after: a process listed between fork and exec
+        // (a shell's child, say) could have its argv read before the exec and its name after;
+        // a name that changed in between drops the argv, to be read again at the next listing.
+        t.look(self.page_size, reads);
+        t.argv = argv.unwrap_or_else(|| cmdline(pid, &mut self.cmdline_buf));
+        t.look(self.page_size, reads);
+        self.entries.push(t);
+        true
+    }
+
+    /// A pidfd for `pid`; the first failure that shows the kernel has none turns them off.
+    fn pidfd(&mut self, pid: pid_t) -> Option<Pidfd> {
+        match Pidfd::open(pid) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                if pidfd::unsupported(e) {
+                    self.pidfds = false;
+                }
+                None
+            }
+        }
+    }
+}
+
+impl Tracked {
+    fn new(pid: pid_t, main: bool, stat: Option<File>, pidfd: Option<Pidfd>) -> Tracked {
+        Tracked {
+            pid,
+            main,
+            state: State::Alive,
+            stat,
+            pidfd,
+            comm: [0; 64],
+            comm_len: None,
+            argv_stale: false,
+            argv: Vec::new(),
+            rss_bytes: None,
+        }
+    }
+
+    /// The stat as text, or None once the process has been reaped (ESRCH).
+    fn read_stat<'b>(&self, buf: &'b mut [u8; 1024]) -> Option<&'b str> {
+        match self.stat.as_ref()?.read_at(buf, 0) {
+            Ok(n) if n > 0 => std::str::from_utf8(&buf[..n]).ok(),
+            _ => None,
+        }
+    }
+
+    /// A named victim: does it still hold memory the kernel has not taken back (there, and not
+    /// yet a zombie)? Forgotten once reaped.
+    fn recheck_named(&mut self) {
+        let mut buf = [0u8; 1024];
+        self.state = match self.read_stat(&mut buf).and_then(procfs::stat) {
+            Some(s) => State::Named { holding: !s.dead },
+            None => State::Dead { death: Death::Other, seen: 0 },
+        };
+    }
+
+    /// Re-read the stat: note the name and size while the process lives, and how it ends.
+    fn look(&mut self, page_size: u64, reads: u64) {
+        let mut buf = [0u8; 1024];
+        let Some(s) = self.read_stat(&mut buf).and_then(procfs::stat) else {
+            // Reaped (ESRCH): only the pidfd can still say how it ended.
+            let death = match self.pidfd.as_ref().and_then(Pidfd::exit_status) {
+                Some(Status::Signaled(libc::SIGKILL)) => Death::Killed(Source::Pidfd),
+                Some(_) => Death::Other,
+                None => Death::Vanished,
+            };
+            self.state = State::Dead { death, seen: reads };
+            return;
+        };
+        if self.comm_len.is_none() || !s.exiting {
+            let len = s.comm.len().min(self.comm.len());
+            // A new name is an exec since the argv was read: the argv is dropped, not guessed.
+            if self.comm_len.is_some_and(|old| self.comm[..old] != s.comm.as_bytes()[..len]) {
+                self.argv.clear();
+                self.argv_stale = true;
+            }
+            self.comm[..len].copy_from_slice(&s.comm.as_bytes()[..len]);
+            self.comm_len = Some(len);
+        }
+        // An exiting process is losing the memory it was killed for: its last size alive stands.
+        if !s.exiting {
+            self.rss_bytes = Some(s.rss_pages.saturating_mul(page_size));
+        }
+        if s.sigkill_pending || s.exit_code == Some(libc::SIGKILL) {
+            self.state = State::Dead { death: Death::Killed(Source::Proc), seen: reads };
+        }
+    }
+
+    pub fn victim(&self, source: Source, uncertain: bool) -> Victim {
+        Victim {
+            pid: self.pid,
+            comm: self.comm_len.map(|n| String::from_utf8_lossy(&self.comm[..n]).into_owned()),
+            argv: self.argv.clone(),
+            rss_bytes: self.rss_bytes,
+            main: self.main,
+            source,
+            uncertain,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn dead(pid: pid_t, death: Death, seen: u64) -> Tracked {
+        Tracked { state: State::Dead { death, seen }, ..Tracked::new(pid, false, None, None) }
+    }
+
+    #[cfg(test)]
+    pub fn alive(pid: pid_t) -> Tracked {
+        Tracked::new(pid, false, None, None)
+    }
+}
+
+/// argv from `/proc/PID/cmdline`, shortened; empty for a zombie or a kernel thread. Read into
+/// `buf`, which is on the heap (a 4 KiB frame, inlined into its callers, overflowed a 16 KiB
+/// RLIMIT_STACK) and made here where `prefault` did not make it (no limit of its own: nothing
+/// oominit allocates is charged at a limit there).
+fn cmdline(pid: pid_t, buf: &mut Vec<u8>) -> Vec<String> {
+    if buf.len() < CMDLINE_BYTES {
+        buf.resize(CMDLINE_BYTES, 0);
+    }
+    let n = File::open(format!("/proc/{pid}/cmdline")).and_then(|f| f.read_at(buf, 0)).unwrap_or(0);
+    // Each argument ends in a NUL; a full buffer may end mid-argument.
+    let text = buf[..n].strip_suffix(&[0]).unwrap_or(&buf[..n]);
+    if text.is_empty() {
+        return Vec::new();
+    }
+    crate::record::short_argv(text.split(|&b| b == 0).map(String::from_utf8_lossy))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_descriptor_budget_stays_well_inside_the_limit() {
+        for (nofile, budget) in [(16, 4), (1024, 256), (1_048_576, MAX_FDS), (u64::MAX, MAX_FDS), (0, 0)] {
+            assert_eq!(fd_budget(nofile), budget, "RLIMIT_NOFILE {nofile}");
+        }
+    }
+
+    #[test]
+    fn following_stops_at_the_descriptor_budget() {
+        let mut children: Vec<_> =
+            (0..6).map(|_| std::process::Command::new("sleep").arg("5").spawn().unwrap()).collect();
+        let mut t = Tracker::new(None, false, 5);
+        for c in &children {
+            t.follow(c.id() as pid_t, false, None, 0);
+        }
+        assert!(t.fds_held() <= 5, "{} descriptors held", t.fds_held());
+        assert!(t.entries.len() >= 2, "some are followed: {}", t.entries.len());
+        assert!(t.entries.iter().all(|e| e.stat.is_some()), "never a pidfd without a stat");
+        for c in &mut children {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_live_process_is_seen_with_its_name_argv_and_size() {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        // Past its exec (listed between fork and exec, its argv would be dropped as stale).
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let mut t = Tracker::new(None, false, 8);
+        assert!(t.follow(child.id() as pid_t, false, None, 0));
+        let e = &t.entries[0];
+        let v = e.victim(Source::Proc, false);
+        assert_eq!(
+            (v.comm.as_deref(), v.argv.as_slice()),
+            (Some("sleep"), ["sleep".to_string(), "5".into()].as_slice())
+        );
+        assert!(v.rss_bytes.is_some_and(|r| r > 0));
+        assert_eq!(e.state, State::Alive);
+        child.kill().unwrap();
+        // Killed and not yet reaped: a zombie whose stat says SIGKILL.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        t.look(3);
+        assert_eq!(t.entries[0].state, State::Dead { death: Death::Killed(Source::Proc), seen: 3 });
+        child.wait().unwrap();
+    }
+}
