@@ -88,20 +88,15 @@ pub fn recheck_delay(done: u32) -> Option<Duration> {
 /// made). Returns one eventfd for both and the lower threshold; None without a limit. The same
 /// registration as the OOM notification, with a threshold in bytes after the file.
 ///
-/// Half, not only three quarters: what oominit does at a listing (open /proc files, read them)
-/// is charged to the cgroup, and a charge made at the limit waits in the cgroup's reclaim and
-/// then behind the OOM killer. Seen here with a threshold at three quarters alone: 4 workers
-/// filled the last quarter (24 MiB) while oominit's open of `cgroup.procs` sat 3 to 20 ms in
-/// try_to_free_mem_cgroup_pages and mem_cgroup_out_of_memory (kernel stacks sampled from
-/// /proc/PID/stack), and the first victim was killed and reaped before it was ever listed (7
-/// to 10 runs in 100). Three quarters stays for processes started after the first crossing.
+/// Half, not only three quarters: a listing made near the limit is itself a charge that waits in
+/// the cgroup's reclaim while the workload fills the last quarter, and the first victim can die
+/// unseen meanwhile. Three quarters stays for processes started after the first crossing.
 ///
 /// Made by a helper thread that exits when done: the kernel waits for an RCU grace period at
-/// each registration (synchronize_rcu in __mem_cgroup_usage_register_event), 8 to 32 ms measured
-/// here, and the event loop must not be blocked that long while the command may already be
-/// filling the cgroup (seen: the main process OOM-killed before the loop could look at it). The
-/// threshold is in force before that wait (rcu_assign_pointer comes first), and the eventfd
-/// simply starts firing.
+/// each registration (synchronize_rcu in __mem_cgroup_usage_register_event, tens of
+/// milliseconds), and the event loop must not be blocked that long while the command may already
+/// be filling the cgroup. The threshold is in force before that wait (rcu_assign_pointer comes
+/// first), and the eventfd simply starts firing.
 pub fn thresholds(cg: &Cgroup) -> Option<(OwnedFd, u64)> {
     let limit = memory(cg).limit_bytes?;
     let thresholds = [limit / 2, limit / 4 * 3];
@@ -113,9 +108,8 @@ pub fn thresholds(cg: &Cgroup) -> Option<(OwnedFd, u64)> {
     let lines = thresholds.map(|t| (t, format!("{} {} {t}", efd.as_raw_fd(), usage.as_raw_fd())));
     spawn_detached(Box::new(move || {
         // One registration per write, the lower first. The kernel notes where usage stands as
-        // it registers and notifies crossings from there on: a command that is already past a
-        // threshold (seen: 4 workers filling 96 MiB within 12 ms of the start, before the
-        // helper ran) would never be announced. Then it is announced here.
+        // it registers and notifies crossings from there on: a command already past a threshold
+        // when the helper runs would never be announced. Then it is announced here.
         for (threshold, line) in lines {
             let mut buf = [0u8; 32];
             let read = usage.read_at(&mut buf, 0).ok();
@@ -124,12 +118,10 @@ pub fn thresholds(cg: &Cgroup) -> Option<(OwnedFd, u64)> {
                 let _ = nix::unistd::write(&poke, &1u64.to_ne_bytes());
             }
             // A registration allocates kernel memory charged to the cgroup (the event, a new
-            // threshold array), and this thread runs for tens of milliseconds: at the limit its
-            // charge starts an OOM kill of its own, which can pass over the victim of the one
-            // under way and take the main process or oominit. Seen on this host with the tests
-            // run in parallel (ftrace oom:mark_victim, invoked by this thread): the main shell
-            // or oominit killed in ~1 of 15 runs of tests/oom.rs. So not within an eighth of
-            // the limit: this threshold is then passed already, and announced above.
+            // threshold array): at the limit that charge starts an OOM kill of its own, which can
+            // pass over the victim of the one under way and take the main process or oominit.
+            // So not within an eighth of the limit: this threshold is then passed already, and
+            // announced above.
             if now.map_or(true, |u| u.saturating_add(limit / 8) > limit) {
                 break;
             }

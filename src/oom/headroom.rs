@@ -5,7 +5,7 @@
 //! to the cgroup. The charge waits in the cgroup's reclaim, then invokes the OOM killer, which
 //! picks the biggest eligible task. Right after a kill the victim is skipped while it dies but
 //! still holds its memory, so that pick can be the main process, or oominit itself. Each case
-//! below was seen on a real kernel (the commit messages say where and how often).
+//! below was seen on a real kernel: `docs/headroom.md` says what happened without it.
 //!
 //! So oominit:
 //! - touches, while the cgroup has room, everything it will write to during an OOM: a stack
