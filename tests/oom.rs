@@ -193,6 +193,49 @@ fn kill_9_is_not_an_oom() {
 }
 
 #[test]
+fn a_kill_9_of_main_after_a_named_leaf_kill_is_not_a_main_oom() {
+    // A worker is OOM-killed and named; then the main shell is killed by a plain SIGKILL. Main
+    // died of SIGKILL while kills > 0, but it was not a victim: the verdict must say so.
+    let cg = MemCgroup::new("32M");
+    let out = sh(&cg, &[], "sh -c 'echo leaf $$; exec {memhog} 128'; kill -9 $$");
+    assert_eq!(code(&out), 137, "{}", stderr(&out));
+    let r = exit_record(&out.stderr);
+    assert_leaf_named(&r, leaf_pid(&out), &["proc", "pidfd"]);
+    assert_eq!(r["verdict"], "leaf_oom", "{r}");
+    assert_eq!(r["oom"]["main_killed"], false);
+    assert_eq!(r["main"]["signal_name"], "SIGKILL");
+}
+
+#[test]
+fn following_never_starves_grace_at_a_low_descriptor_limit() {
+    // 80 idle processes and a hog in a limited cgroup, under `ulimit -n 48`: oominit lists the
+    // cgroup as usage nears the limit and follows what its descriptor budget allows. `--grace`
+    // (oominit not PID 1: it finds the leftovers in /proc, which needs descriptors) must still
+    // TERM every one of them once main exits.
+    let cg = MemCgroup::new("64M");
+    let script = format!(
+        "for i in $(seq 80); do sleep 60 & done; sh -c 'echo leaf $$; exec {} 128'; exit 0",
+        memhog()
+    );
+    let inner = "ulimit -n 48 && exec \"$0\" \"$@\"";
+    let oominit = oominit().display().to_string();
+    let args = ["-c", inner, oominit.as_str(), "--grace", "5s", "--", "sh", "-c", script.as_str()];
+    let start = std::time::Instant::now();
+    let out = run_cmd(&mut cg.command(std::path::Path::new("sh"), &args));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(start.elapsed() < std::time::Duration::from_secs(4), "the sleeps got SIGTERM at once");
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["verdict"], "leaf_oom", "{r}");
+    assert_eq!(r["oom"]["kills"], 1);
+    // The budget (12 descriptors) may all go to sleeps listed first: then the hog goes unnamed,
+    // which is what a budget means. Never someone else named in its place.
+    let victims = r["oom"]["victims"].as_array().unwrap();
+    assert!(victims.iter().all(|v| v["pid"] == leaf_pid(&out)), "{victims:?}");
+    let left = std::fs::read_to_string(cg.dir.join("cgroup.procs")).unwrap();
+    assert_eq!(left.trim(), "", "nothing left behind");
+}
+
+#[test]
 fn clean_run_reports_peak_and_limit() {
     let cg = MemCgroup::new("64M");
     let out = run_cmd(&mut cg.oominit(&["--", &memhog(), "16"]));
