@@ -66,9 +66,9 @@ impl Tally {
         let mut t = Tally::default();
         for (death, before) in deaths {
             match (death, before) {
-                (Death::Killed(_), true) => t.killed_before += 1,
-                (Death::Killed(_), false) => t.killed_after += 1,
-                (Death::Vanished, true) => t.vanished_before += 1,
+                (Death::Killed(_), true) => t.killed_before = t.killed_before.saturating_add(1),
+                (Death::Killed(_), false) => t.killed_after = t.killed_after.saturating_add(1),
+                (Death::Vanished, true) => t.vanished_before = t.vanished_before.saturating_add(1),
                 _ => {}
             }
         }
