@@ -93,11 +93,19 @@ impl Config {
 
 /// Parse arguments (without argv\[0\]) and the environment, through `env` so tests need not touch
 /// the process's own.
-pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Result<Action, String> {
+pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Result<Action, String> {
+    // A variable oominit reads must be text: bytes that are not UTF-8 are a usage error, not unset.
+    let env = |name: &str| -> Result<Option<String>, String> {
+        env(name).map(|v| v.into_string().map_err(|v| format!("{name}={v:?} is not valid UTF-8"))).transpose()
+    };
     let flag = |names: &[&str]| -> Result<bool, String> {
-        names.iter().filter_map(|n| env(n).map(|v| (n, v))).try_fold(false, |acc, (n, v)| {
-            env_bool(&v).map(|b| acc || b).ok_or_else(|| format!("{n}={v:?} is not a boolean (use 1 or 0)"))
-        })
+        let mut on = false;
+        for &n in names {
+            if let Some(v) = env(n)? {
+                on |= env_bool(&v).ok_or_else(|| format!("{n}={v:?} is not a boolean (use 1 or 0)"))?;
+            }
+        }
+        Ok(on)
     };
     let mut cfg = Config {
         command: Vec::new(),
@@ -114,14 +122,14 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
         termination_log: Some(PathBuf::from(DEFAULT_TERMINATION_LOG)),
         protect: true,
     };
-    if let Some(v) = env("OOMINIT_OOM_EXIT_CODE") {
+    if let Some(v) = env("OOMINIT_OOM_EXIT_CODE")? {
         cfg.oom_exit_code = exit_code(&v).map_err(|e| format!("OOMINIT_OOM_EXIT_CODE: {e}"))?;
     }
-    if let Some(v) = env("OOMINIT_RECORD") {
+    if let Some(v) = env("OOMINIT_RECORD")? {
         cfg.record = Target::parse(&v).map_err(|e| format!("OOMINIT_RECORD: {e}"))?;
     }
     for name in ["OOMINIT_VERBOSITY", "TINI_VERBOSITY"] {
-        if let Some(v) = env(name) {
+        if let Some(v) = env(name)? {
             cfg.verbosity = v.trim().parse().map_err(|_| format!("{name}={v:?} is not a number"))?;
             break;
         }
@@ -132,7 +140,7 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
         match arg {
             Short('s') | Long("subreaper") => cfg.subreaper = true,
             Short('g') => cfg.kill_group = true,
-            Short('v') | Long("verbose") => cfg.verbosity += 1,
+            Short('v') | Long("verbose") => cfg.verbosity = cfg.verbosity.saturating_add(1),
             Short('h') | Long("help") => return Ok(Action::Help),
             Short('V') | Long("version") => return Ok(Action::Version),
             Short('e') | Long("remap-exit") => {
@@ -234,7 +242,12 @@ mod tests {
     use super::*;
 
     fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, String> {
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, OsString)> =
+            env.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
+        run_env(args, env)
+    }
+
+    fn run_env(args: &[&str], env: Vec<(String, OsString)>) -> Result<Config, String> {
         let lookup = move |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         match parse(args.iter().map(OsString::from).collect(), &lookup)? {
             Action::Run(c) => Ok(c),
@@ -281,6 +294,21 @@ mod tests {
         assert!(!c.subreaper);
         assert!(run(&["x"], &[("OOMINIT_SUBREAPER", "maybe")]).unwrap_err().contains("OOMINIT_SUBREAPER"));
         assert!(run(&["x"], &[("OOMINIT_VERBOSITY", "lots")]).is_err());
+    }
+
+    #[test]
+    fn a_variable_that_is_not_utf8_is_a_usage_error_not_unset() {
+        use std::os::unix::ffi::OsStringExt;
+        for name in ["OOMINIT_STRICT", "OOMINIT_RECORD", "TINI_VERBOSITY", "TINI_SUBREAPER"] {
+            let e = run_env(&["x"], vec![(name.to_string(), OsString::from_vec(vec![0xff]))]).unwrap_err();
+            assert!(e.contains(name) && e.contains("UTF-8"), "{e}");
+        }
+    }
+
+    #[test]
+    fn verbosity_saturates_instead_of_wrapping() {
+        let c = run(&["-v", "x"], &[("OOMINIT_VERBOSITY", "4294967295")]).unwrap();
+        assert_eq!(c.verbosity, u32::MAX);
     }
 
     #[test]
@@ -338,6 +366,11 @@ mod tests {
         assert!(run(&["--oom-exit-code", "300", "x"], &[]).is_err());
         assert!(run(&["x"], &[("OOMINIT_OOM_EXIT_CODE", "-1")]).is_err());
         assert!(run(&["--record", "fd:", "x"], &[]).is_err());
+        for bad in ["fd:-1", "fd:-2", "fd:+3", "fd:99999999999"] {
+            let e = run(&["--record", bad, "x"], &[]).unwrap_err();
+            assert!(e.contains(bad), "{e}");
+            assert!(run(&["x"], &[("OOMINIT_RECORD", bad)]).unwrap_err().contains("OOMINIT_RECORD"));
+        }
     }
 
     #[test]

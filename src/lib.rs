@@ -41,7 +41,7 @@ use crate::sink::Sink;
 
 /// Everything `main` does; returns the process exit code.
 pub fn main_entry(args: Vec<OsString>) -> i32 {
-    match cli::parse(args, &|k| std::env::var(k).ok()) {
+    match cli::parse(args, &|k| std::env::var_os(k)) {
         Err(e) => {
             diag::line(format_args!("{e} (see 'oominit --help')"));
             EXIT_USAGE

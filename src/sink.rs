@@ -27,8 +27,12 @@ impl Target {
             "" => return Err("--record: empty target".into()),
             "stdout" | "-" => Target::Stdout,
             "stderr" => Target::Stderr,
+            // A descriptor number: digits only, no sign (fd:-1 would be no descriptor at all).
             s if s.starts_with("fd:") => Target::Fd(
-                s[3..].parse().map_err(|_| format!("--record: '{s}' is not fd:N with N a number"))?,
+                s.get(3..)
+                    .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| format!("--record: '{s}' is not fd:N with N a descriptor number"))?,
             ),
             s => Target::Path(PathBuf::from(s)),
         })

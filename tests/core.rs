@@ -56,6 +56,36 @@ fn usage_errors_exit_2_with_one_line() {
 }
 
 #[test]
+fn hostile_record_targets_and_environment_are_usage_errors_never_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad_utf8 = std::ffi::OsStr::from_bytes(b"\xff");
+    let cases: Vec<(Vec<&str>, Vec<(&str, &std::ffi::OsStr)>)> = vec![
+        (vec!["--record", "fd:-1", "--", "true"], vec![]),
+        (vec!["--", "true"], vec![("OOMINIT_RECORD", "fd:-1".as_ref())]),
+        (vec!["--", "true"], vec![("OOMINIT_STRICT", bad_utf8)]),
+        (vec!["--", "true"], vec![("TINI_SUBREAPER", bad_utf8)]),
+    ];
+    for (args, env) in cases {
+        let mut cmd = Command::new(oominit());
+        cmd.args(&args).envs(env.iter().copied());
+        let out = run_cmd(&mut cmd);
+        assert_eq!(code(&out), 2, "{args:?} {env:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{args:?} {env:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn a_huge_verbosity_saturates_and_keeps_diagnostics() {
+    let mut cmd = Command::new(oominit());
+    cmd.args(["-v", "--", "true"]).env("OOMINIT_VERBOSITY", "4294967295");
+    let out = run_cmd(&mut cmd);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("oominit: started"), "level 2 diagnostics: {}", stderr(&out));
+}
+
+#[test]
 fn missing_double_dash_runs_the_command_with_its_own_flags() {
     // tini's getopt stops at the first non-option word; so does oominit.
     assert_eq!(code(&run(&["sh", "-c", "exit 7"])), 7);
