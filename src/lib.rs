@@ -23,7 +23,6 @@ pub mod signals;
 pub mod sink;
 pub mod spawn;
 pub mod supervise;
-pub mod timer;
 pub mod victims;
 
 use std::ffi::OsString;
@@ -67,7 +66,11 @@ pub fn main_entry(args: Vec<OsString>) -> i32 {
 fn run(cfg: &Config) -> Result<i32, Error> {
     diag::set_level(cfg.verbosity);
     let started = std::time::Instant::now();
-    let sigfd = signals::block_and_open()?;
+    signals::block()?;
+    // The loop's descriptors first: whatever reporting takes later must not starve the init's job.
+    let lp = supervise::Loop::open()
+        .map_err(|e| diag!(1, "{e}: waiting for signals as tini does, without a cgroup watch"))
+        .ok();
     become_reaper(cfg);
     if let Some(sig) = cfg.pdeath_signal {
         // SAFETY: prctl with integer arguments.
@@ -89,7 +92,7 @@ fn run(cfg: &Config) -> Result<i32, Error> {
             headroom::prefault_stack();
             let argv = record::short_argv(cfg.command.iter().map(|a| a.to_string_lossy()));
             let mut watch = OomWatch::arm(baseline, Some((pid, argv)), &sink);
-            let exit = supervise::supervise(cfg, &sigfd, pid, &mut watch)?;
+            let exit = supervise::supervise(cfg, lp.as_ref(), pid, &mut watch)?;
             (Some(pid), MainEnd::Ended(exit.status), watch, exit.sigkilled_by_oominit)
         }
         Err(e) => {

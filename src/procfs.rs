@@ -68,12 +68,16 @@ pub fn stat(stat: &str) -> Option<Stat<'_>> {
     })
 }
 
-/// Every live descendant of `root`, children before grandchildren. Processes that come and go
-/// during the walk are skipped: the caller sweeps again on the next SIGCHLD.
-pub fn descendants(root: pid_t) -> Vec<pid_t> {
+/// Every live descendant of `root`, children before grandchildren; an error when /proc cannot be
+/// read at all (not mounted, or no descriptor left). Processes that come and go during the walk
+/// are skipped: the caller sweeps again on the next SIGCHLD.
+pub fn descendants(root: pid_t) -> std::io::Result<Vec<pid_t>> {
     // (parent, pid) pairs, sorted by parent: a binary search finds each one's children.
     let mut edges: Vec<(pid_t, pid_t)> = Vec::new();
-    if let Ok(dir) = fs::read_dir("/proc") {
+    {
+        let dir = fs::read_dir("/proc")?;
+        // An empty /proc (unmounted, the mount point left) lists nothing and says nothing.
+        fs::symlink_metadata("/proc/self")?;
         for entry in dir.flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<pid_t>().ok()) else {
                 continue;
@@ -95,7 +99,7 @@ pub fn descendants(root: pid_t) -> Vec<pid_t> {
             queue.push(c);
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -159,7 +163,7 @@ mod tests {
     fn finds_own_children() {
         let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
         let me = std::process::id() as pid_t;
-        assert!(descendants(me).contains(&(child.id() as pid_t)));
+        assert!(descendants(me).unwrap().contains(&(child.id() as pid_t)));
         child.kill().unwrap();
         child.wait().unwrap();
     }

@@ -123,20 +123,31 @@ fn catchable() -> SigSet {
     set
 }
 
-/// Block every catchable signal and return a signalfd that delivers them.
-/// Must run before the child is spawned, so no signal sent in between is lost or mishandled.
-pub fn block_and_open() -> Result<SignalFd, Error> {
-    let set = catchable();
-    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&set), None)
-        .context("blocking signals")?;
-    SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+/// Block every catchable signal. Must run before the child is spawned, so that no signal sent in
+/// between is lost or mishandled.
+pub fn block() -> Result<(), Error> {
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&catchable()), None)
+        .context("blocking signals")
+}
+
+/// A signalfd that delivers the blocked signals.
+pub fn open() -> Result<SignalFd, Error> {
+    SignalFd::with_flags(&catchable(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .context("creating the signalfd")
+}
+
+/// A signal received: its number and who sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    pub signo: i32,
+    pub pid: u32,
 }
 
 /// Every signal pending on the signalfd, in one read where there are at most eight: one read(2)
 /// per forwarded signal, where reading until EAGAIN would cost a second. The epoll set is
 /// level-triggered, so a ninth is picked up on the next wake.
 pub fn read_batch(sigfd: &SignalFd) -> Batch {
+    // SAFETY: signalfd_siginfo is plain old data; all zeroes is a valid value.
     let mut batch = Batch { infos: [unsafe { std::mem::zeroed() }; 8], len: 0 };
     let size = std::mem::size_of::<libc::signalfd_siginfo>();
     loop {
@@ -145,7 +156,7 @@ pub fn read_batch(sigfd: &SignalFd) -> Batch {
             libc::read(sigfd.as_raw_fd(), batch.infos.as_mut_ptr().cast(), size * batch.infos.len())
         };
         if n >= 0 {
-            batch.len = n as usize / size;
+            batch.len = usize::try_from(n).unwrap_or(0) / size;
             return batch;
         }
         if nix::errno::Errno::last() != nix::errno::Errno::EINTR {
@@ -160,9 +171,34 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn iter(&self) -> impl Iterator<Item = &libc::signalfd_siginfo> {
-        self.infos[..self.len].iter()
+    pub fn iter(&self) -> impl Iterator<Item = Received> + '_ {
+        self.infos.iter().take(self.len).map(|i| Received { signo: i.ssi_signo as i32, pid: i.ssi_pid })
     }
+}
+
+/// Wait for one blocked signal, up to `timeout` (None: for ever), without any descriptor: the
+/// loop of last resort. Ok(None) when the time ran out or a wait was interrupted.
+pub fn wait(timeout: Option<std::time::Duration>) -> Result<Option<Received>, nix::errno::Errno> {
+    let set = catchable();
+    // SAFETY: siginfo_t is plain old data; all zeroes is a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let ts = timeout.map(|d| libc::timespec {
+        // At most a year: every deadline here is far shorter, and it fits any time_t.
+        tv_sec: d.as_secs().min(365 * 86_400) as _,
+        tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
+    });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: the set, info and timespec live across the call.
+    let rc = unsafe { libc::sigtimedwait(set.as_ref(), &mut info, ts_ptr) };
+    if rc < 0 {
+        return match nix::errno::Errno::last() {
+            nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR => Ok(None),
+            e => Err(e),
+        };
+    }
+    // SAFETY: si_pid is valid for the signals a process sends (kill, sigqueue, SIGCHLD).
+    let pid = unsafe { info.si_pid() } as u32;
+    Ok(Some(Received { signo: rc, pid }))
 }
 
 /// Send a raw signal number (real-time ones included, which nix's `Signal` cannot name).

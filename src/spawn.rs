@@ -3,7 +3,8 @@
 //! fork + execvp by hand rather than `std::process::Command`: Command passes oominit's full signal
 //! mask to the child (rust-lang/rust#101077), under which a forwarded SIGTERM would wait forever,
 //! and its environment machinery costs ~20 KB of the binary. The exec error travels back through
-//! a close-on-exec pipe, as in std, so "not found" (127) is told from "not executable" (126).
+//! a close-on-exec pipe, as in std, so "not found" (127) is told from "not executable" (126). A
+//! script without `#!` runs under /bin/sh, as with glibc's execvp (see [`Script`]).
 
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -51,27 +52,46 @@ pub fn spawn(argv: &[OsString]) -> Result<libc::pid_t, SpawnError> {
     }
     let mut ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
+    let mut script = Script::new(&args);
 
+    // The exec error travels back through the pipe. Without a descriptor for it (a tiny
+    // `ulimit -n`), the command still runs, and an exec failure is told by its exit code alone.
     let mut pipe = [0; 2];
     // SAFETY: pipe2 writes two descriptors into the array.
-    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(SpawnError { errno: Errno::last(), exec: false });
-    }
-    let [rd, wr] = pipe;
-    // SAFETY: oominit has a single thread, and the child runs only async-signal-safe calls on
-    // memory prepared above, then execs or _exits.
+    let pipe = if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } == 0 {
+        Some((pipe[0], pipe[1]))
+    } else {
+        crate::diag!(1, "no pipe for exec errors ({}): the command runs without one", Errno::last());
+        None
+    };
+    // SAFETY: oominit has a single thread here, and the child runs only async-signal-safe calls
+    // on memory prepared above, then execs or _exits.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         unsafe {
-            libc::close(rd);
+            if let Some((rd, _)) = pipe {
+                libc::close(rd);
+            }
             child_setup();
             libc::execvp(ptrs[0], ptrs.as_ptr());
-            let err = Errno::last_raw().to_ne_bytes();
-            libc::write(wr, err.as_ptr().cast(), err.len());
-            libc::_exit(EXIT_NOT_FOUND);
+            let mut errno = Errno::last_raw();
+            if errno == libc::ENOEXEC {
+                script.run();
+                // No /bin/sh either: the kernel's answer about the command stands.
+                errno = libc::ENOEXEC;
+            }
+            if let Some((_, wr)) = pipe {
+                let err = errno.to_ne_bytes();
+                libc::write(wr, err.as_ptr().cast(), err.len());
+            }
+            let code = SpawnError { errno: Errno::from_raw(errno), exec: true }.exit_code();
+            libc::_exit(code);
         }
     }
     let fork_errno = Errno::last();
+    let Some((rd, wr)) = pipe else {
+        return if pid < 0 { Err(SpawnError { errno: fork_errno, exec: false }) } else { Ok(pid) };
+    };
     // SAFETY: closing descriptors this function owns.
     unsafe { libc::close(wr) };
     if pid < 0 {
@@ -94,6 +114,64 @@ pub fn spawn(argv: &[OsString]) -> Result<libc::pid_t, SpawnError> {
         return Err(SpawnError { errno: Errno::from_raw(i32::from_ne_bytes(buf)), exec: true });
     }
     Ok(pid)
+}
+
+/// A command the kernel cannot execute (ENOEXEC: a text file without `#!`) is run by /bin/sh,
+/// as POSIX asks of execvp and as glibc's does; musl's does not. tini, built on glibc, runs such
+/// scripts, so an image switching from tini keeps working. Prepared before fork; used only in
+/// the child, after the exec failed.
+struct Script {
+    /// `/bin/sh`, the script's path (filled in the child), then the command's arguments.
+    argv: Vec<*const libc::c_char>,
+    /// The command's name, and PATH, to find the script where the name has no `/`.
+    name: CString,
+    path: CString,
+    /// Where the script's path is built.
+    buf: Vec<u8>,
+}
+
+const SH: &std::ffi::CStr = c"/bin/sh";
+
+impl Script {
+    fn new(args: &[CString]) -> Script {
+        let mut argv = vec![SH.as_ptr(), args[0].as_ptr()];
+        argv.extend(args[1..].iter().map(|a| a.as_ptr()));
+        argv.push(std::ptr::null());
+        // musl's execvp searches this PATH when none is set.
+        let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/bin:/usr/bin".into());
+        Script {
+            argv,
+            name: args[0].clone(),
+            path: CString::new(path.as_bytes()).unwrap_or_default(),
+            buf: Vec::with_capacity(4096),
+        }
+    }
+
+    /// In the child: exec /bin/sh on the script execvp found; returns only if that fails.
+    unsafe fn run(&mut self) {
+        let name = self.name.as_bytes();
+        if !name.contains(&b'/') {
+            // The file execvp found: the first PATH entry holding an executable of that name.
+            let found = self.path.as_bytes().split(|&b| b == b':').any(|dir| {
+                let dir = if dir.is_empty() { &b"."[..] } else { dir };
+                let len = dir.len() + 1 + name.len() + 1;
+                if len > self.buf.capacity() {
+                    return false;
+                }
+                self.buf.clear();
+                self.buf.extend_from_slice(dir);
+                self.buf.push(b'/');
+                self.buf.extend_from_slice(name);
+                self.buf.push(0);
+                libc::access(self.buf.as_ptr().cast(), libc::X_OK) == 0
+            });
+            if !found {
+                return;
+            }
+            self.argv[1] = self.buf.as_ptr().cast();
+        }
+        libc::execv(SH.as_ptr(), self.argv.as_ptr());
+    }
 }
 
 /// Runs in the child between fork and exec. Errors here are deliberately ignored: each step is a

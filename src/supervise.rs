@@ -1,47 +1,50 @@
-//! The event loop: one epoll set over the signalfd, the watcher's descriptors (the cgroup
-//! watch), the watcher's timer (armed only when it asks, after a v1 OOM notification) and, only
-//! while a `--grace` period runs, a timer. It blocks with no timeout, so an idle oominit never
-//! wakes.
+//! The event loop: one epoll set over the signalfd and the watcher's descriptors (the cgroup
+//! watch). It blocks with no timeout, so an idle oominit never wakes; a deadline bounds the wait
+//! only while one is due: a `--grace` period, or a re-check the watcher asked for (after a v1 OOM
+//! notification).
 //!
 //! Each wake: forward signals to the child, hand cgroup events to the watcher and carry out what
 //! it asks, reap every zombie. When the main process has been reaped: exit at once (as tini does;
 //! as PID 1 the kernel then kills the rest of the namespace), or, with `--grace`, TERM the rest,
 //! wait, then KILL.
+//!
+//! The loop's own descriptors ([`Loop`]) are made before anything else, so that reporting can
+//! never take the last descriptors the init's job needs. Where even those cannot be had
+//! (`ulimit -n 3`), the command still runs, under the loop tini has: `sigtimedwait` over the
+//! blocked signals, no cgroup watch (counters are read at reaps and at exit where a descriptor
+//! allows).
 
 use std::os::fd::BorrowedFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::libc::{self, pid_t};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::signalfd::SignalFd;
-use nix::sys::timerfd::TimerFd;
 
 use crate::cli::Config;
 use crate::diag;
 use crate::error::{Context, Error};
 use crate::procfs;
 use crate::reap::{self, Status};
-use crate::signals;
-use crate::timer;
+use crate::signals::{self, Received};
 
 const SIGNALS: u64 = 0;
-const GRACE: u64 = 1;
-const WATCHER_TIMER: u64 = 2;
 /// Watcher descriptors are WATCH, WATCH + 1, …
-const WATCH: u64 = 3;
+const WATCH: u64 = 1;
+
+/// After the grace's SIGKILL, how long to wait for processes oominit cannot find to signal (no
+/// /proc when not PID 1) before it exits and leaves them to the kernel.
+const UNFOUND_WAIT: Duration = Duration::from_secs(1);
 
 /// What the loop reports to whoever watches the container alongside it (the cgroup watcher), and
 /// what that watcher may ask of the loop in return.
 pub trait Watcher {
     /// Descriptors to wake on (the cgroup watch), fixed for the whole run.
     fn fds(&self) -> Vec<BorrowedFd<'_>>;
-    /// Whether it may ask for [`Action::Timer`]: the timer is then made at start, not while the
-    /// cgroup is full.
-    fn wants_timer(&self) -> bool;
     /// Descriptor number `which` of [`Watcher::fds`] became readable.
     fn on_wake(&mut self, which: usize) -> Option<Action>;
-    /// The timer it asked for fired.
+    /// The wake it asked for with [`Action::WakeAfter`] is due.
     fn on_timer(&mut self) -> Option<Action>;
     /// Processes were reaped.
     fn on_reap(&mut self, exits: &[(pid_t, Status)]) -> Option<Action>;
@@ -50,8 +53,9 @@ pub trait Watcher {
 /// What a watcher asks the loop to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Arm the watcher's one-shot timer to fire after this long, or disarm it (None).
-    Timer(Option<Duration>),
+    /// Call [`Watcher::on_timer`] once, this long from now (replacing any earlier request), or
+    /// never (None).
+    WakeAfter(Option<Duration>),
 }
 
 /// How the main process ended, and whether oominit itself sent it a SIGKILL (a signal rewritten
@@ -62,186 +66,260 @@ pub struct MainExit {
     pub sigkilled_by_oominit: bool,
 }
 
+/// The loop's descriptors: the signalfd and the epoll set.
+pub struct Loop {
+    sigfd: SignalFd,
+    epoll: Epoll,
+}
+
+impl Loop {
+    /// Make them; signals must be blocked already ([`signals::block`]).
+    pub fn open() -> Result<Loop, Error> {
+        let sigfd = signals::open()?;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).context("creating the epoll set")?;
+        epoll.add(&sigfd, EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS)).context("watching the signalfd")?;
+        Ok(Loop { sigfd, epoll })
+    }
+}
+
 enum Phase {
     Running,
-    /// Main is gone; the rest got SIGTERM and have until the timer fires.
-    Grace(TimerFd),
-    /// The grace ran out; what is left got SIGKILL.
-    Killing,
+    /// Main is gone; the rest got SIGTERM and have until then.
+    Grace(Instant),
+    /// The grace ran out; what is left got SIGKILL. Until then, oominit waits for what it could
+    /// not find to signal.
+    Killing(Option<Instant>),
+}
+
+/// The loop's state, whichever way it waits.
+struct Supervisor<'c, 'w> {
+    cfg: &'c Config,
+    watcher: &'w mut dyn Watcher,
+    main: pid_t,
+    /// getpid() is a syscall under musl; asked once, not once per signal.
+    me: u32,
+    phase: Phase,
+    main_status: Option<Status>,
+    sigkilled_main: bool,
+    /// When the watcher wants its [`Watcher::on_timer`].
+    watcher_due: Option<Instant>,
 }
 
 /// Run until the main process has been reaped (and, with `--grace`, until every other process
-/// has gone too); return how the main process ended.
+/// has gone too); return how the main process ended. `lp` None: the loop's descriptors could not
+/// be made, and oominit waits as tini does.
 pub fn supervise(
     cfg: &Config,
-    sigfd: &SignalFd,
+    lp: Option<&Loop>,
     main: pid_t,
     watcher: &mut dyn Watcher,
 ) -> Result<MainExit, Error> {
-    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).context("creating the epoll set")?;
-    epoll.add(sigfd, EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS)).context("watching the signalfd")?;
-    for (i, fd) in watcher.fds().into_iter().enumerate() {
-        epoll
-            .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, WATCH + i as u64))
-            .context("watching the cgroup")?;
+    let mut s = Supervisor {
+        cfg,
+        watcher,
+        main,
+        me: std::process::id(),
+        phase: Phase::Running,
+        main_status: None,
+        sigkilled_main: false,
+        watcher_due: None,
+    };
+    match lp {
+        Some(lp) => s.run_epoll(lp),
+        None => s.run_sigwait(),
     }
-    // Without it, what the watcher would re-check after a wake waits for the next reap or exit.
-    let watcher_timer = if watcher.wants_timer() {
-        match timer::new().and_then(|t| {
-            epoll.add(&t, EpollEvent::new(EpollFlags::EPOLLIN, WATCHER_TIMER)).context("watching a timer")?;
-            Ok(t)
-        }) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                diag!(1, "{e}: kills are then reported at the next reap");
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let act = |action: Option<Action>| match (action, &watcher_timer) {
-        (Some(Action::Timer(Some(after))), Some(t)) => {
-            if let Err(e) = timer::arm(t, after) {
-                diag!(1, "{e}");
-            }
-        }
-        (Some(Action::Timer(None)), Some(t)) => {
-            let _ = t.unset();
-        }
-        _ => {}
-    };
+}
 
-    // getpid() is a syscall under musl; asked once, not once per signal.
-    let me = std::process::id();
-    let is_pid1 = me == 1;
-    let mut phase = Phase::Running;
-    let mut main_status = None;
-    let mut sigkilled_main = false;
-    let mut events = [EpollEvent::empty(); 4];
-    loop {
-        let n = match epoll.wait(&mut events, EpollTimeout::NONE) {
-            Ok(n) => n,
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(Error::new("waiting for events", e)),
-        };
-        let mut reap_now = false;
-        for ev in &events[..n] {
-            match ev.data() {
-                SIGNALS => {
-                    let forwarded = forward_signals(cfg, sigfd, me, main, main_status.is_some());
-                    reap_now |= forwarded.sigchld;
-                    sigkilled_main |= forwarded.sigkill;
-                }
-                GRACE => {
-                    if let Phase::Grace(timer) = &phase {
-                        let _ = timer.wait();
-                        diag!(1, "grace period over: sending SIGKILL to the remaining processes");
-                        signal_rest(is_pid1, libc::SIGKILL);
-                        phase = Phase::Killing;
-                    }
-                }
-                WATCHER_TIMER => {
-                    if let Some(t) = &watcher_timer {
-                        let _ = t.wait();
-                        act(watcher.on_timer());
-                    }
-                }
-                w => act(watcher.on_wake((w - WATCH) as usize)),
+impl Supervisor<'_, '_> {
+    fn run_epoll(&mut self, lp: &Loop) -> Result<MainExit, Error> {
+        for (i, fd) in self.watcher.fds().into_iter().enumerate() {
+            // Without it, kills are still counted at every reap and at exit.
+            if let Err(e) = lp.epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, WATCH + i as u64)) {
+                diag!(1, "watching the cgroup: {e}: kills are then counted at reaps and at exit");
             }
+        }
+        let mut events = [EpollEvent::empty(); 4];
+        loop {
+            let timeout = match self.next_due() {
+                None => EpollTimeout::NONE,
+                // Rounded up: a wake a little late, never early and spinning.
+                Some(d) => EpollTimeout::try_from(d.saturating_add(Duration::from_micros(999)))
+                    .unwrap_or(EpollTimeout::MAX),
+            };
+            let n = match lp.epoll.wait(&mut events, timeout) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(Error::new("waiting for events", e)),
+            };
+            let mut reap_now = false;
+            for ev in &events[..n] {
+                match ev.data() {
+                    SIGNALS => reap_now |= self.forward(signals::read_batch(&lp.sigfd).iter()),
+                    w => {
+                        let action = self.watcher.on_wake((w - WATCH) as usize);
+                        self.act(action);
+                    }
+                }
+            }
+            if let Some(exit) = self.after_wake(reap_now) {
+                return Ok(exit);
+            }
+        }
+    }
+
+    /// tini's loop: one signal at a time from the blocked set, with a timeout while a deadline
+    /// is due.
+    fn run_sigwait(&mut self) -> Result<MainExit, Error> {
+        loop {
+            let got = signals::wait(self.next_due());
+            let reap_now = match got {
+                Ok(Some(sig)) => self.forward(std::iter::once(sig)),
+                Ok(None) => false,
+                Err(e) => return Err(Error::new("waiting for signals", e)),
+            };
+            if let Some(exit) = self.after_wake(reap_now) {
+                return Ok(exit);
+            }
+        }
+    }
+
+    /// How long until the next deadline (the grace's, or the watcher's), if any.
+    fn next_due(&self) -> Option<Duration> {
+        let grace = match self.phase {
+            Phase::Running => None,
+            Phase::Grace(t) => Some(t),
+            Phase::Killing(t) => t,
+        };
+        let due = [grace, self.watcher_due].into_iter().flatten().min()?;
+        Some(due.saturating_duration_since(Instant::now()))
+    }
+
+    fn act(&mut self, action: Option<Action>) {
+        if let Some(Action::WakeAfter(after)) = action {
+            self.watcher_due = after.map(|d| Instant::now() + d);
+        }
+    }
+
+    /// Whatever woke the loop: deadlines that are due, then reaping. Returns how main ended
+    /// once the loop is done.
+    fn after_wake(&mut self, reap_now: bool) -> Option<MainExit> {
+        let now = Instant::now();
+        if self.watcher_due.is_some_and(|t| t <= now) {
+            self.watcher_due = None;
+            let action = self.watcher.on_timer();
+            self.act(action);
+        }
+        let is_pid1 = self.me == 1;
+        match self.phase {
+            Phase::Grace(t) if t <= now => {
+                diag!(1, "grace period over: sending SIGKILL to the remaining processes");
+                let all_found = signal_rest(is_pid1, self.main, libc::SIGKILL);
+                self.phase = Phase::Killing((!all_found).then(|| now + UNFOUND_WAIT));
+            }
+            Phase::Killing(Some(t)) if t <= now => {
+                diag!(1, "leaving the processes oominit could not find (no /proc) to the kernel");
+                return self.exit();
+            }
+            _ => {}
         }
         if !reap_now {
-            continue;
+            return None;
         }
         let reaped = reap::reap_all();
         for &(pid, status) in &reaped.exits {
             diag!(3, "reaped {pid}: {status:?}");
-            if pid == main {
-                main_status = Some(status);
+            if pid == self.main {
+                self.main_status = Some(status);
             }
         }
         if !reaped.exits.is_empty() {
-            act(watcher.on_reap(&reaped.exits));
+            let action = self.watcher.on_reap(&reaped.exits);
+            self.act(action);
         }
-        let Some(status) = main_status else { continue };
-        let exit = MainExit { status, sigkilled_by_oominit: sigkilled_main };
+        let exit = self.exit()?;
         if !reaped.children_left {
-            return Ok(exit);
+            return Some(exit);
         }
-        match (&phase, cfg.grace) {
-            (Phase::Running, None) => return Ok(exit),
+        match (&self.phase, self.cfg.grace) {
+            (Phase::Running, None) => return Some(exit),
             (Phase::Running, Some(grace)) => {
                 diag!(
                     2,
                     "main process ended: SIGTERM to the remaining processes, {} ms to exit",
                     grace.as_millis()
                 );
-                signal_rest(is_pid1, libc::SIGTERM);
-                let timer = timer::new()?;
-                timer::arm(&timer, grace)?;
-                epoll
-                    .add(&timer, EpollEvent::new(EpollFlags::EPOLLIN, GRACE))
-                    .context("watching the grace timer")?;
-                phase = Phase::Grace(timer);
+                signal_rest(is_pid1, self.main, libc::SIGTERM);
+                self.phase = Phase::Grace(now + grace);
             }
             // Processes forked after the last sweep have escaped it: sweep again while killing.
-            (Phase::Killing, _) => signal_rest(is_pid1, libc::SIGKILL),
+            (Phase::Killing(_), _) => {
+                signal_rest(is_pid1, self.main, libc::SIGKILL);
+            }
             (Phase::Grace(_), _) => {}
         }
+        None
     }
-}
 
-/// What a drain of the signalfd saw and did.
-struct Forwarded {
-    sigchld: bool,
-    /// A SIGKILL was sent to the main process (or its group).
-    sigkill: bool,
-}
+    /// How main ended, once it has.
+    fn exit(&self) -> Option<MainExit> {
+        Some(MainExit { status: self.main_status?, sigkilled_by_oominit: self.sigkilled_main })
+    }
 
-/// Drain the signalfd: forward each signal (rewritten as asked), and say whether SIGCHLD came.
-fn forward_signals(cfg: &Config, sigfd: &SignalFd, me: u32, main: pid_t, main_gone: bool) -> Forwarded {
-    let mut done = Forwarded { sigchld: false, sigkill: false };
-    for info in signals::read_batch(sigfd).iter() {
-        let signo = info.ssi_signo as i32;
-        if signo == libc::SIGCHLD {
-            done.sigchld = true;
-            continue;
-        }
-        // Raised by oominit against itself, such as SIGPIPE from writing a record to a closed
-        // pipe (blocked, so it queues here instead of killing PID 1): not the command's business.
-        if info.ssi_pid == me {
-            diag!(3, "{} raised by oominit itself: not forwarded", signals::name(signo));
-            continue;
-        }
-        if main_gone {
-            diag!(2, "{} received after the main process ended: not forwarded", signals::name(signo));
-            continue;
-        }
-        let Some(to) = cfg.rewrite(signo) else {
-            diag!(3, "{} dropped (-r)", signals::name(signo));
-            continue;
-        };
-        let target = if cfg.kill_group { -main } else { main };
-        diag!(3, "forwarding {} to {target}", signals::name(to));
-        done.sigkill |= to == libc::SIGKILL;
-        // ESRCH: the child is already gone and its SIGCHLD is on its way.
-        if let Err(e) = signals::send(target, to) {
-            if e != Errno::ESRCH {
-                diag!(1, "forwarding {} to {target}: {e}", signals::name(to));
+    /// Forward each signal (rewritten as asked); says whether SIGCHLD came.
+    fn forward(&mut self, signals: impl Iterator<Item = Received>) -> bool {
+        let mut sigchld = false;
+        for Received { signo, pid } in signals {
+            if signo == libc::SIGCHLD {
+                sigchld = true;
+                continue;
+            }
+            // Raised by oominit against itself, such as SIGPIPE from writing a record to a closed
+            // pipe (blocked, so it queues here instead of killing PID 1): not the command's.
+            if pid == self.me {
+                diag!(3, "{} raised by oominit itself: not forwarded", signals::name(signo));
+                continue;
+            }
+            if self.main_status.is_some() {
+                diag!(2, "{} received after the main process ended: not forwarded", signals::name(signo));
+                continue;
+            }
+            let Some(to) = self.cfg.rewrite(signo) else {
+                diag!(3, "{} dropped (-r)", signals::name(signo));
+                continue;
+            };
+            let target = if self.cfg.kill_group { -self.main } else { self.main };
+            diag!(3, "forwarding {} to {target}", signals::name(to));
+            self.sigkilled_main |= to == libc::SIGKILL;
+            // ESRCH: the child is already gone and its SIGCHLD is on its way.
+            if let Err(e) = signals::send(target, to) {
+                if e != Errno::ESRCH {
+                    diag!(1, "forwarding {} to {target}: {e}", signals::name(to));
+                }
             }
         }
+        sigchld
     }
-    done
 }
 
-/// Signal every process left after the main one.
-fn signal_rest(is_pid1: bool, signo: i32) {
+/// Signal every process left after the main one; false when some could not be found.
+fn signal_rest(is_pid1: bool, main: pid_t, signo: i32) -> bool {
     if is_pid1 {
         // kill(-1) from a namespace's init reaches every process of the namespace but itself.
         let _ = signals::send(-1, signo);
-    } else {
-        for pid in procfs::descendants(std::process::id() as pid_t) {
-            let _ = signals::send(pid, signo);
+        return true;
+    }
+    match procfs::descendants(std::process::id() as pid_t) {
+        Ok(pids) => {
+            for pid in pids {
+                let _ = signals::send(pid, signo);
+            }
+            true
+        }
+        Err(e) => {
+            // The main process's group is the one set of them oominit can name without /proc.
+            diag!(1, "cannot list the remaining processes ({e}): signalling main's process group only");
+            let _ = signals::send(-main, signo);
+            false
         }
     }
 }

@@ -55,11 +55,13 @@ fn usage_errors_exit_2_with_one_line() {
     }
 }
 
+type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a std::ffi::OsStr)>);
+
 #[test]
 fn hostile_record_targets_and_environment_are_usage_errors_never_a_panic() {
     use std::os::unix::ffi::OsStrExt;
     let bad_utf8 = std::ffi::OsStr::from_bytes(b"\xff");
-    let cases: Vec<(Vec<&str>, Vec<(&str, &std::ffi::OsStr)>)> = vec![
+    let cases: Vec<Case> = vec![
         (vec!["--record", "fd:-1", "--", "true"], vec![]),
         (vec!["--", "true"], vec![("OOMINIT_RECORD", "fd:-1".as_ref())]),
         (vec!["--", "true"], vec![("OOMINIT_STRICT", bad_utf8)]),
@@ -345,4 +347,64 @@ fn runs_under_a_small_stack_limit() {
         let out = run_cmd(Command::new("sh").args(["-c", &script]));
         assert_eq!(out.status.code(), Some(4), "ulimit -s {kib}: {:?} {}", out.status, stderr(&out));
     }
+}
+
+#[test]
+fn a_script_without_a_shebang_runs_under_bin_sh_as_with_tini() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("oominit-script-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("noshebang");
+    std::fs::write(&script, "echo from-sh \"$1\"; exit 3\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = run(&["--", script.to_str().unwrap(), "arg"]);
+    assert_eq!((code(&out), stdout(&out).trim()), (3, "from-sh arg"), "{}", stderr(&out));
+    // Found through PATH, as execvp finds it.
+    let path = format!("{}:/usr/bin:/bin", dir.display());
+    let out = run_cmd(Command::new(oominit()).args(["--", "noshebang", "x"]).env("PATH", path));
+    assert_eq!((code(&out), stdout(&out).trim()), (3, "from-sh x"), "{}", stderr(&out));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_command_always_runs_whatever_the_descriptor_limit() {
+    // tini runs its command with `ulimit -n 3`. oominit makes its loop's descriptors first, runs
+    // the command without an exec-error pipe if it must, and waits as tini does with none at all.
+    // The command is busybox's static sh: a dynamic one cannot even load libc with 3 descriptors.
+    let busybox = "/bin/busybox";
+    assert!(
+        std::path::Path::new(busybox).exists(),
+        "this test needs a static {busybox} (apt-get install busybox-static)"
+    );
+    for n in ["3", "4", "5", "6", "8", "16", "24"] {
+        let script =
+            format!("ulimit -n {n} && exec {} -- {busybox} sh -c 'sleep 0.2; exit 7'", oominit().display());
+        let out = run_cmd(Command::new("sh").args(["-c", &script]));
+        assert_eq!(code(&out), 7, "ulimit -n {n}: {}", stderr(&out));
+        let r = exit_record(&out.stderr);
+        assert_eq!(r["main"]["exit_code"], 7, "ulimit -n {n}");
+    }
+    // A missing command is still 127 without the pipe that tells exec errors.
+    let script = format!("ulimit -n 5 && exec {} -- /definitely/not/here", oominit().display());
+    assert_eq!(code(&run_cmd(Command::new("sh").args(["-c", &script]))), 127);
+}
+
+#[test]
+fn grace_ends_without_proc_when_not_pid1() {
+    // No /proc (unmounted in a private mount namespace): oominit cannot list the leftovers. It
+    // signals main's process group, and after the grace's SIGKILL it waits a moment for what it
+    // cannot find, then exits. A leftover in a session of its own is left to the kernel.
+    let inner = format!(
+        "umount -l /proc && exec {} --grace 1s -- sh -c 'sleep 100 & echo $!; setsid sleep 100 & echo $!; exit 4'",
+        oominit().display()
+    );
+    let start = std::time::Instant::now();
+    let out = run_cmd(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &inner]));
+    let took = start.elapsed();
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert!(took < Duration::from_secs(8), "--grace 1s took {took:?}");
+    let pids: Vec<i32> = stdout(&out).lines().filter_map(|l| l.trim().parse().ok()).collect();
+    assert_eq!(pids.len(), 2, "{}", stdout(&out));
+    assert!(!alive(pids[0]), "the sleep in main's process group got the grace's signals");
+    let _ = kill(Pid::from_raw(pids[1]), Signal::SIGKILL);
 }

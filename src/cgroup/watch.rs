@@ -114,11 +114,6 @@ impl Watch {
         next
     }
 
-    /// Whether this watch ever asks for re-reads (v1), so that a timer is set up for them.
-    pub fn rechecks(&self) -> bool {
-        matches!(self.notify, Notify::EventFd { .. })
-    }
-
     /// Whether a reap must be taken as a possible kill and the counters re-read. v1's eventfd is
     /// silent on a host-wide OOM: a death by SIGKILL may be one. v2's inotify misses nothing.
     /// Not at every reap: a burst of thousands of orphaned zombies would cost as many re-reads.

@@ -202,7 +202,7 @@ impl<'a> OomWatch<'a> {
     /// After a v1 OOM notification (`notified`) or a re-read: when to read again.
     fn recheck(&mut self, notified: bool, rose: bool) -> Option<Action> {
         let watch = self.watch.as_mut()?;
-        Some(Action::Timer(watch.recheck(notified, rose)))
+        Some(Action::WakeAfter(watch.recheck(notified, rose)))
     }
 
     /// The final figures, re-read now that the main process has been reaped. The kernel raises
@@ -232,10 +232,6 @@ impl<'a> OomWatch<'a> {
 impl Watcher for OomWatch<'_> {
     fn fds(&self) -> Vec<BorrowedFd<'_>> {
         self.watch.as_ref().map(Watch::fds).unwrap_or_default()
-    }
-
-    fn wants_timer(&self) -> bool {
-        self.watch.as_ref().is_some_and(Watch::rechecks)
     }
 
     fn on_wake(&mut self, which: usize) -> Option<Action> {
