@@ -62,10 +62,6 @@ impl Snapshot {
             _ => false,
         }
     }
-
-    fn has_room(&self, extra: u64) -> bool {
-        self.memory.free().is_some_and(|f| f >= extra.saturating_add(ROOM))
-    }
 }
 
 /// Whether to list the cgroup (open files: a charge) or only look through what is open.
@@ -105,6 +101,10 @@ pub fn unnamed_still_dying(was: bool, memory: Memory) -> bool {
 }
 
 /// The headroom rule's state: the reserve, and whether an unnamed victim may still be dying.
+///
+/// Its methods take the cgroup's figures as a reader, called only where the decision needs them:
+/// a wake at the limit is a race with the victim's parent, and a read oominit can skip is time
+/// it spends looking at the processes instead.
 #[derive(Default)]
 pub struct Headroom {
     reserve: Reserve,
@@ -118,10 +118,15 @@ impl Headroom {
         self.reserve = Reserve::new();
     }
 
-    /// At a wake that was not a kill: may oominit list now?
-    pub fn at_wake(&mut self, s: &Snapshot) -> Listing {
+    /// At a wake that was not a kill: may oominit list now? `s` without its figures; `memory`
+    /// reads them.
+    pub fn at_wake(&mut self, mut s: Snapshot, memory: impl FnOnce() -> Memory) -> Listing {
+        if s.shielded() || (!self.unnamed_dying && !s.victim_dying) {
+            return Listing::List;
+        }
+        s.memory = memory();
         self.unnamed_dying = unnamed_still_dying(self.unnamed_dying, s.memory);
-        at_wake(s, self.unnamed_dying)
+        at_wake(&s, self.unnamed_dying)
     }
 
     /// A kill was reported, with everyone named for certain or not.
@@ -130,19 +135,25 @@ impl Headroom {
     }
 
     /// Right before a listing: give the reserve back if the cgroup has no room for it.
-    pub fn before_listing(&mut self, s: &Snapshot) {
-        if self.reserve.held && !s.has_room(RESERVE_BYTES as u64) {
+    pub fn before_listing(&mut self, memory: impl FnOnce() -> Memory) {
+        if self.reserve.held && !has_room(memory(), RESERVE_BYTES as u64) {
             self.reserve.release();
         }
     }
 
     /// Take the reserve again once it fits with room to spare: never itself the charge that
     /// fills the cgroup.
-    pub fn retake(&mut self, s: &Snapshot) {
-        if !self.reserve.held && s.has_room(2 * RESERVE_BYTES as u64) {
+    pub fn retake(&mut self, memory: impl FnOnce() -> Memory) {
+        if !self.reserve.held && has_room(memory(), 2 * RESERVE_BYTES as u64) {
             self.reserve.hold();
         }
     }
+}
+
+/// Whether the cgroup has `extra` bytes free below its limit and [`ROOM`] besides (false when
+/// unknown).
+fn has_room(memory: Memory, extra: u64) -> bool {
+    memory.free().is_some_and(|f| f >= extra.saturating_add(ROOM))
 }
 
 /// After a kill, wait until the cgroup has [`ROOM`] below its limit again (or its figures are
@@ -318,14 +329,29 @@ mod tests {
         let mut h = Headroom::default();
         h.hold_reserve();
         assert!(h.reserve.held);
-        h.before_listing(&Snapshot { memory: at(96 * MIB, 90 * MIB), ..full() });
+        h.before_listing(|| at(96 * MIB, 90 * MIB));
         assert!(h.reserve.held, "room enough: kept");
-        h.before_listing(&full());
+        h.before_listing(|| at(96 * MIB, 96 * MIB));
         assert!(!h.reserve.held, "at the limit: given back");
-        h.retake(&Snapshot { memory: at(96 * MIB, 96 * MIB - 300 * 1024), ..full() });
+        h.before_listing(|| panic!("the figures are read only when there is a reserve to give back"));
+        h.retake(|| at(96 * MIB, 96 * MIB - 300 * 1024));
         assert!(!h.reserve.held, "it would fit, but not with room to spare");
-        h.retake(&Snapshot { memory: at(96 * MIB, 60 * MIB), ..full() });
+        h.retake(|| at(96 * MIB, 60 * MIB));
         assert!(h.reserve.held);
+    }
+
+    #[test]
+    fn a_wake_reads_the_figures_only_when_the_decision_needs_them() {
+        let mut h = Headroom::default();
+        let no_read = || -> Memory { panic!("read without need") };
+        assert_eq!(h.at_wake(full(), no_read), List, "nothing dying");
+        let dying = Snapshot { victim_dying: true, ..full() };
+        let shielded = Snapshot { runner_up_rss: Some(40 * MIB), ..dying };
+        assert_eq!(h.at_wake(shielded, no_read), List);
+        h.reported(false);
+        assert_eq!(h.at_wake(full(), || at(96 * MIB, 96 * MIB)), LookOnly, "an unnamed victim still charged");
+        assert_eq!(h.at_wake(full(), || at(96 * MIB, 50 * MIB)), List, "its memory given back");
+        assert_eq!(h.at_wake(full(), no_read), List, "and forgotten");
     }
 
     /// How many of the reserve's pages the kernel has resident (mincore).

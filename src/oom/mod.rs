@@ -133,9 +133,8 @@ impl<'a> OomWatch<'a> {
         }
     }
 
-    /// The cgroup's figures now; all unknown without a cgroup.
     fn memory(&self) -> Memory {
-        self.cgroup.as_ref().map(Cgroup::memory).unwrap_or_default()
+        memory(&self.cgroup)
     }
 
     fn memory_info(&self) -> MemoryInfo {
@@ -152,10 +151,11 @@ impl<'a> OomWatch<'a> {
         }
     }
 
-    /// What the headroom rule decides from, as of now.
+    /// What the headroom rule decides from, as of now, but for the cgroup's figures (left
+    /// unknown: read only where a decision needs them).
     fn snapshot(&self) -> Snapshot {
         Snapshot {
-            memory: self.memory(),
+            memory: Memory::default(),
             main_rss: self.victims.main_rss(),
             known_rss: self.victims.known_rss(),
             runner_up_rss: self.victims.runner_up_rss(),
@@ -166,8 +166,8 @@ impl<'a> OomWatch<'a> {
     /// List the cgroup's processes and follow the new ones, the reserve given back first if the
     /// cgroup has no room for what that charges.
     fn list(&mut self) {
-        let s = self.snapshot();
-        self.headroom.before_listing(&s);
+        let cgroup = &self.cgroup;
+        self.headroom.before_listing(|| memory(cgroup));
         self.victims.observe(true);
     }
 
@@ -190,7 +190,8 @@ impl<'a> OomWatch<'a> {
         }
         // Naming allocates (names, argv): only once there is room, like the write after it.
         headroom::wait_for_room(|| self.memory());
-        self.headroom.retake(&self.snapshot());
+        let cgroup = &self.cgroup;
+        self.headroom.retake(|| memory(cgroup));
         self.victims.settle(new);
         self.headroom.reported(self.victims.certain() >= kills);
         self.reported = kills;
@@ -250,10 +251,10 @@ impl Watcher for OomWatch<'_> {
         if rose {
             return None;
         }
-        let s = self.snapshot();
-        if self.headroom.at_wake(&s) == Listing::List {
+        let cgroup = &self.cgroup;
+        if self.headroom.at_wake(self.snapshot(), || memory(cgroup)) == Listing::List {
             if let Wake::Nearing { .. } = wake {
-                self.headroom.retake(&s);
+                self.headroom.retake(|| memory(cgroup));
             }
             self.list();
         }
@@ -275,6 +276,11 @@ impl Watcher for OomWatch<'_> {
         }
         None
     }
+}
+
+/// The cgroup's figures now; all unknown without a cgroup.
+fn memory(cgroup: &Result<Cgroup, CgroupError>) -> Memory {
+    cgroup.as_ref().map(Cgroup::memory).unwrap_or_default()
 }
 
 /// The soft RLIMIT_NOFILE; 1024, the usual default, if it cannot be read.
