@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use lexopt::prelude::*;
 
+use crate::record::ArgvShown;
 use crate::signals;
 use crate::sink::Target;
 
@@ -38,6 +39,8 @@ OOM reporting:
                            (default /dev/termination-log, as Kubernetes provides it)
       --no-termination-log never write a termination log
       --no-oom-protect     leave oominit's own oom_score_adj alone (default: -1000)
+      --argv all|argv0|none  how much of each process's argv records show (default all:
+                           16 arguments of 256 bytes); arguments can carry secrets
 
   -v, --verbose            more diagnostics on stderr (repeat for more)
   -V, --version            print the version and exit
@@ -45,7 +48,7 @@ OOM reporting:
 
 Environment (the TINI_ names are honoured too):
   OOMINIT_SUBREAPER, OOMINIT_KILL_PROCESS_GROUP, OOMINIT_VERBOSITY=N,
-  OOMINIT_STRICT, OOMINIT_OOM_EXIT_CODE=N, OOMINIT_RECORD=TARGET
+  OOMINIT_STRICT, OOMINIT_OOM_EXIT_CODE=N, OOMINIT_RECORD=TARGET, OOMINIT_ARGV
 
 Exit codes: COMMAND's own; 128+N if it died of signal N; the OOM exit code under
 --strict; 127 command not found; 126 command not executable; 2 usage error;
@@ -76,6 +79,7 @@ pub struct Config {
     pub record: Target,
     pub termination_log: Option<PathBuf>,
     pub protect: bool,
+    pub argv_shown: ArgvShown,
 }
 
 pub const DEFAULT_TERMINATION_LOG: &str = "/dev/termination-log";
@@ -121,7 +125,11 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
         record: Target::Stderr,
         termination_log: Some(PathBuf::from(DEFAULT_TERMINATION_LOG)),
         protect: true,
+        argv_shown: ArgvShown::All,
     };
+    if let Some(v) = env("OOMINIT_ARGV")? {
+        cfg.argv_shown = ArgvShown::parse(&v).map_err(|e| format!("OOMINIT_ARGV: {e}"))?;
+    }
     if let Some(v) = env("OOMINIT_OOM_EXIT_CODE")? {
         cfg.oom_exit_code = exit_code(&v).map_err(|e| format!("OOMINIT_OOM_EXIT_CODE: {e}"))?;
     }
@@ -158,6 +166,9 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
             }
             Long("no-termination-log") => cfg.termination_log = None,
             Long("no-oom-protect") => cfg.protect = false,
+            Long("argv") => {
+                cfg.argv_shown = ArgvShown::parse(&value(&mut p)?).map_err(|e| format!("--argv: {e}"))?
+            }
             Short('p') | Long("pdeath") => {
                 let v = value(&mut p)?;
                 cfg.pdeath_signal = Some(signals::parse(&v, false).map_err(|e| format!("-p: {e}"))?);
@@ -366,6 +377,9 @@ mod tests {
         assert!(run(&["--oom-exit-code", "300", "x"], &[]).is_err());
         assert!(run(&["x"], &[("OOMINIT_OOM_EXIT_CODE", "-1")]).is_err());
         assert!(run(&["--record", "fd:", "x"], &[]).is_err());
+        assert_eq!(run(&["--argv", "none", "x"], &[]).unwrap().argv_shown, ArgvShown::None);
+        assert_eq!(run(&["x"], &[("OOMINIT_ARGV", "argv0")]).unwrap().argv_shown, ArgvShown::First);
+        assert!(run(&["--argv", "some", "x"], &[]).unwrap_err().contains("--argv"));
         for bad in ["fd:-1", "fd:-2", "fd:+3", "fd:99999999999"] {
             let e = run(&["--record", bad, "x"], &[]).unwrap_err();
             assert!(e.contains(bad), "{e}");

@@ -90,15 +90,15 @@ fn run(cfg: &Config) -> Result<i32, Error> {
                 oomscore::protect();
             }
             headroom::prefault_stack();
-            let argv = record::short_argv(cfg.command.iter().map(|a| a.to_string_lossy()));
-            let mut watch = OomWatch::arm(baseline, Some((pid, argv)), &sink);
+            let argv = record::short_argv(cfg.command.iter().map(|a| a.to_string_lossy()), cfg.argv_shown);
+            let mut watch = OomWatch::arm(baseline, Some((pid, argv)), cfg.argv_shown, &sink);
             let exit = supervise::supervise(cfg, lp.as_ref(), pid, &mut watch)?;
             (Some(pid), MainEnd::Ended(exit.status), watch, exit.sigkilled_by_oominit)
         }
         Err(e) => {
             diag::line(format_args!("cannot run '{}': {e}", cfg.command[0].to_string_lossy()));
             // For the figures: a null limit in the record would claim "unlimited".
-            (None, MainEnd::SpawnFailed(e), OomWatch::arm(baseline, None, &sink), false)
+            (None, MainEnd::SpawnFailed(e), OomWatch::arm(baseline, None, cfg.argv_shown, &sink), false)
         }
     };
     let record = exit_record(cfg, pid, end, watch.finish(), sigkilled_by_oominit, started);
@@ -121,9 +121,8 @@ fn exit_record(
     started: std::time::Instant,
 ) -> ExitRecord {
     let kills = observed.delta.kills();
-    let victims = observed.victims;
-    let unnamed = kills.saturating_sub(victims.iter().filter(|v| !v.uncertain).count() as u64);
-    let main_named = victims.iter().any(|v| v.main);
+    let unnamed = kills.saturating_sub(observed.certain);
+    let main_named = observed.main_named;
     let verdict = record::verdict(&Facts { end, kills, main_named, unnamed, main_sigkilled_by_oominit });
     let mut exit_code = match end {
         MainEnd::Ended(status) => remapped(cfg, status),
@@ -141,14 +140,14 @@ fn exit_record(
         verdict,
         exit_code,
         strict_applied,
-        main: MainInfo::new(pid, &cfg.command, end),
+        main: MainInfo::new(pid, &cfg.command, cfg.argv_shown, end),
         oom: OomInfo {
             kills,
             main_killed: verdict == Verdict::MainOom,
             scope: record::scope(&observed.delta),
             unnamed,
-            victims,
-            victims_omitted: 0,
+            victims: observed.victims,
+            victims_omitted: observed.victims_omitted,
             counters: observed.delta,
         },
         memory: observed.memory,

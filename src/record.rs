@@ -94,7 +94,7 @@ pub fn scope(delta: &Counters) -> Option<Scope> {
 /// while it was alive (null when never seen alive), `source` how oominit knows (reaped, proc,
 /// pidfd, vanished), `uncertain` when the evidence does not single it out (more deaths by SIGKILL
 /// than kills, or a process that vanished).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Victim {
     pub pid: i32,
     pub comm: Option<String>,
@@ -105,13 +105,44 @@ pub struct Victim {
     pub uncertain: bool,
 }
 
-/// At most this many arguments of at most this many bytes each in a victim's argv.
-const VICTIM_ARGS: usize = 16;
-const VICTIM_ARG_BYTES: usize = 256;
+/// At most this many arguments of at most this many bytes each in an argv of a record.
+const RECORD_ARGS: usize = 16;
+const RECORD_ARG_BYTES: usize = 256;
 
-/// A victim's argv, shortened.
-pub fn short_argv<S: AsRef<str>>(args: impl Iterator<Item = S>) -> Vec<String> {
-    args.take(VICTIM_ARGS).map(|a| truncate(a.as_ref(), VICTIM_ARG_BYTES)).collect()
+/// How much of a process's argv records show (`--argv`): arguments can carry secrets
+/// (`--password=...`, URLs with credentials, tokens), and records are shipped off the host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ArgvShown {
+    /// Up to 16 arguments of up to 256 bytes.
+    #[default]
+    All,
+    /// The program alone.
+    First,
+    None,
+}
+
+impl ArgvShown {
+    pub fn parse(text: &str) -> Result<ArgvShown, String> {
+        match text {
+            "all" => Ok(ArgvShown::All),
+            "argv0" => Ok(ArgvShown::First),
+            "none" => Ok(ArgvShown::None),
+            _ => Err(format!("'{text}' is not all, argv0 or none")),
+        }
+    }
+
+    fn count(self) -> usize {
+        match self {
+            ArgvShown::All => RECORD_ARGS,
+            ArgvShown::First => 1,
+            ArgvShown::None => 0,
+        }
+    }
+}
+
+/// An argv as records show it: shortened, and no more of it than `shown`.
+pub fn short_argv<S: AsRef<str>>(args: impl Iterator<Item = S>, shown: ArgvShown) -> Vec<String> {
+    args.take(shown.count()).map(|a| truncate(a.as_ref(), RECORD_ARG_BYTES)).collect()
 }
 
 /// The cgroup and its memory figures, or why there is none.
@@ -154,21 +185,30 @@ pub struct OomEvent<'a> {
     /// OOM kills so far (the `oom_kill` delta since start).
     pub kills: u64,
     pub scope: Option<Scope>,
+    /// Those this event's read named (a bounded list).
     pub victims: &'a [Victim],
+    /// Named by this read beyond `victims`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub victims_omitted: u64,
     pub counters: Counters,
     pub memory: MemoryInfo,
     pub time: String,
 }
 
 impl<'a> OomEvent<'a> {
-    /// The event for these deltas since start, naming `victims`, stamped now.
-    pub fn new(delta: &Counters, victims: &'a [Victim], memory: MemoryInfo) -> OomEvent<'a> {
+    /// The event for these deltas since start, naming `victims` (and `omitted` more), stamped now.
+    pub fn new(
+        delta: &Counters,
+        (victims, victims_omitted): (&'a [Victim], u64),
+        memory: MemoryInfo,
+    ) -> OomEvent<'a> {
         OomEvent {
             event: "oom",
             schema: SCHEMA,
             kills: delta.kills(),
             scope: scope(delta),
             victims,
+            victims_omitted,
             counters: *delta,
             memory,
             time: now_rfc3339(),
@@ -189,7 +229,7 @@ pub struct MainInfo {
 }
 
 impl MainInfo {
-    pub fn new(pid: Option<i32>, argv: &[std::ffi::OsString], end: MainEnd) -> MainInfo {
+    pub fn new(pid: Option<i32>, argv: &[std::ffi::OsString], shown: ArgvShown, end: MainEnd) -> MainInfo {
         let (exit_code, signal) = match end {
             MainEnd::Ended(Status::Exited(c)) => (Some(c), None),
             MainEnd::Ended(Status::Signaled(s)) => (None, Some(s)),
@@ -197,7 +237,7 @@ impl MainInfo {
         };
         MainInfo {
             pid,
-            argv: argv.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+            argv: short_argv(argv.iter().map(|a| a.to_string_lossy()), shown),
             exit_code,
             signal,
             signal_name: signal.map(signals::name),
@@ -218,14 +258,14 @@ pub struct OomInfo {
     pub victims: Vec<Victim>,
     /// Kills oominit cannot name (`kills` minus the victims listed).
     pub unnamed: u64,
-    /// Victims left out to fit the termination log; 0 elsewhere.
+    /// Victims left out: beyond the first and last kept, and to fit the termination log.
     #[serde(skip_serializing_if = "is_zero")]
-    pub victims_omitted: usize,
+    pub victims_omitted: u64,
     /// Every counter's rise since start (v1 and v2 differ; see the schema).
     pub counters: Counters,
 }
 
-fn is_zero(n: &usize) -> bool {
+fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
@@ -266,7 +306,7 @@ impl ExitRecord {
         }
         while !fits(&r) && !r.oom.victims.is_empty() {
             r.oom.victims.pop();
-            r.oom.victims_omitted += 1;
+            r.oom.victims_omitted = r.oom.victims_omitted.saturating_add(1);
         }
         if !fits(&r) {
             r.main.argv.truncate(4);
@@ -442,7 +482,7 @@ mod tests {
             verdict: Verdict::LeafOom,
             exit_code: 137,
             strict_applied: true,
-            main: MainInfo::new(Some(7), &argv, MainEnd::Ended(Status::Exited(0))),
+            main: MainInfo::new(Some(7), &argv, ArgvShown::All, MainEnd::Ended(Status::Exited(0))),
             oom: OomInfo {
                 kills: 100,
                 main_killed: false,
@@ -463,5 +503,20 @@ mod tests {
         assert_eq!(v["exit_code"], 137);
         assert_eq!(v["oom"]["kills"], 100);
         assert_eq!(v["oom"]["victims_omitted"], 100);
+    }
+
+    #[test]
+    fn argv_shown_as_asked() {
+        let argv = ["prog", "--password=hunter2", "x"];
+        let shown = |s| short_argv(argv.iter(), s);
+        assert_eq!(shown(ArgvShown::All), argv);
+        assert_eq!(shown(ArgvShown::First), ["prog"]);
+        assert!(shown(ArgvShown::None).is_empty());
+        let long: Vec<String> = (0..40).map(|i| format!("{i}{}", "y".repeat(300))).collect();
+        let cut = short_argv(long.iter(), ArgvShown::All);
+        assert_eq!(cut.len(), 16);
+        assert!(cut.iter().all(|a| a.len() <= 256 + '…'.len_utf8()));
+        assert_eq!(ArgvShown::parse("argv0"), Ok(ArgvShown::First));
+        assert!(ArgvShown::parse("some").is_err());
     }
 }

@@ -236,6 +236,52 @@ fn following_never_starves_grace_at_a_low_descriptor_limit() {
 }
 
 #[test]
+fn records_stay_the_same_size_however_many_kills() {
+    // 20 leaves killed one after another: each live event names its own kill only, and the exit
+    // record keeps the first 8 and the last 8, counting the rest; the counts cover everyone.
+    let cg = MemCgroup::new("32M");
+    let out = sh(&cg, &[], "for i in $(seq 20); do {memhog} 128; done; exit 0");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let events = oom_events(&out.stderr);
+    assert_eq!(events.last().map(|e| e["kills"].clone()), Some(20.into()), "{}", stderr(&out));
+    for e in &events {
+        assert!(e["victims"].as_array().unwrap().len() <= 1, "a live event names its own kill: {e}");
+    }
+    let lines: Vec<usize> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with("{\"event\":\"oom\""))
+        .map(str::len)
+        .collect();
+    let (first, last) = (lines[0], lines[lines.len() - 1]);
+    assert!(last < first + 64, "live events do not grow: {first} then {last} bytes");
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["oom"]["kills"], 20);
+    let listed = r["oom"]["victims"].as_array().unwrap().len() as u64;
+    let omitted = r["oom"].get("victims_omitted").and_then(|v| v.as_u64()).unwrap_or(0);
+    assert!(listed <= 16, "{listed} victims listed");
+    assert_eq!(listed + omitted, 20 - r["oom"]["unnamed"].as_u64().unwrap(), "{}", r["oom"]);
+}
+
+#[test]
+fn argv_can_be_kept_out_of_the_records() {
+    let cg = MemCgroup::new("32M");
+    let script = "sh -c 'exec {memhog} 128 --password=hunter2'; exit 0";
+    for (mode, main_len, victim_max) in [("argv0", 1, 1), ("none", 0, 0)] {
+        let out = sh(&cg, &["--argv", mode], script);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!text.contains("hunter2"), "--argv {mode}: {text}");
+        let r = exit_record(&out.stderr);
+        assert_eq!(r["main"]["argv"].as_array().unwrap().len(), main_len, "{}", r["main"]);
+        for v in r["oom"]["victims"].as_array().unwrap() {
+            assert!(v["argv"].as_array().unwrap().len() <= victim_max, "--argv {mode}: {v}");
+        }
+    }
+    let out = run_cmd(cg.oominit(&["--", "sh", "-c", "exit 0", "--token=abc"]).env("OOMINIT_ARGV", "none"));
+    assert!(!stderr(&out).contains("token"), "{}", stderr(&out));
+}
+
+#[test]
 fn clean_run_reports_peak_and_limit() {
     let cg = MemCgroup::new("64M");
     let out = run_cmd(&mut cg.oominit(&["--", &memhog(), "16"]));

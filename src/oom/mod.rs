@@ -20,7 +20,7 @@ use crate::cgroup::{Cgroup, CgroupError, Counters, Memory, Wake, Watch};
 use crate::diag;
 use crate::emit::Emitter;
 use crate::reap::Status;
-use crate::record::{MemoryInfo, OomEvent, Victim};
+use crate::record::{ArgvShown, MemoryInfo, OomEvent, Victim};
 use crate::sink::Sink;
 use crate::supervise::{Action, Watcher};
 use crate::victims::{tracker, Victims};
@@ -61,16 +61,27 @@ pub struct OomWatch<'a> {
 pub struct Observed {
     pub delta: Counters,
     pub memory: MemoryInfo,
+    /// Those kept of the victims named, and how many more were named.
     pub victims: Vec<Victim>,
+    pub victims_omitted: u64,
+    /// Victims named for certain, all counted.
+    pub certain: u64,
+    pub main_named: bool,
 }
 
 impl<'a> OomWatch<'a> {
     /// Everything but the baseline, once the command has been forked, so that it overlaps with
     /// the command's own start instead of delaying it: open the figure files, register for
-    /// wake-ups, follow the main process (`main`: its pid and argv; None when the spawn failed),
+    /// wake-ups, follow the main process (`main`: its pid and argv; None when the spawn failed;
+    /// `argv`: how much of other processes' argv to read),
     /// and touch what an OOM will need. A kill in between is still counted against the baseline;
     /// its live event comes at the next wake, reap or exit.
-    pub fn arm(baseline: Baseline, main: Option<(pid_t, Vec<String>)>, sink: &'a Sink) -> OomWatch<'a> {
+    pub fn arm(
+        baseline: Baseline,
+        main: Option<(pid_t, Vec<String>)>,
+        argv: ArgvShown,
+        sink: &'a Sink,
+    ) -> OomWatch<'a> {
         let Baseline { mut cgroup, counters } = baseline;
         let budget = tracker::fd_budget(nofile());
         let mut watch = None;
@@ -89,7 +100,7 @@ impl<'a> OomWatch<'a> {
                 }
                 // After the OOM notification, which must be in place before the command can fill
                 // the cgroup.
-                let mut victims = Victims::new(Some((cg.path(), cg.version)), main, budget);
+                let mut victims = Victims::new(Some((cg.path(), cg.version)), main, argv, budget);
                 if cg.memory().limit_bytes.is_some() {
                     victims.prefault();
                     headroom.hold_reserve();
@@ -99,7 +110,7 @@ impl<'a> OomWatch<'a> {
                 }
                 victims
             }
-            Err(_) => Victims::new(None, main, budget),
+            Err(_) => Victims::new(None, main, argv, budget),
         };
         let mut w = OomWatch {
             cgroup,
@@ -110,7 +121,7 @@ impl<'a> OomWatch<'a> {
             headroom,
             emitter: Emitter::new(sink),
         };
-        let nothing = OomEvent::new(&w.baseline.since(&w.baseline), w.victims.named(), w.memory_info());
+        let nothing = OomEvent::new(&w.baseline.since(&w.baseline), w.victims.latest(), w.memory_info());
         w.emitter.prepare(&nothing);
         w
     }
@@ -195,7 +206,7 @@ impl<'a> OomWatch<'a> {
         self.victims.settle(new);
         self.headroom.reported(self.victims.certain() >= kills);
         self.reported = kills;
-        let event = OomEvent::new(&delta, self.victims.named(), self.memory_info());
+        let event = OomEvent::new(&delta, self.victims.latest(), self.memory_info());
         self.emitter.emit(&event);
         (Some(delta), true)
     }
@@ -226,7 +237,10 @@ impl<'a> OomWatch<'a> {
         if delta.kills() > 0 {
             headroom::wait_for_room(|| self.memory());
         }
-        Observed { delta, memory: self.memory_info(), victims: self.victims.into_named() }
+        let memory = self.memory_info();
+        let (certain, main_named) = (self.victims.certain(), self.victims.main_named());
+        let (victims, victims_omitted) = self.victims.into_kept();
+        Observed { delta, memory, victims, victims_omitted, certain, main_named }
     }
 }
 

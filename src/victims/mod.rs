@@ -11,6 +11,7 @@
 //! reaps, and at exit.
 
 pub mod attribution;
+pub mod named;
 pub mod tracker;
 
 use std::path::Path;
@@ -18,16 +19,17 @@ use std::path::Path;
 use nix::libc::pid_t;
 
 use self::attribution::{call, Call, Death, Source, Tally};
+use self::named::Named;
 use self::tracker::{State, Tracked, Tracker};
 use crate::cgroup::Version;
 use crate::reap::Status;
-use crate::record::Victim;
+use crate::record::{ArgvShown, Victim};
 
 /// Default: following nothing (no allocation).
 #[derive(Default)]
 pub struct Victims {
     tracker: Tracker,
-    named: Vec<Victim>,
+    named: Named,
     /// Counter reads so far: deaths are stamped with it, to tell those seen before a read from
     /// those seen after it began.
     reads: u64,
@@ -35,18 +37,20 @@ pub struct Victims {
 
 impl Victims {
     /// Follow the processes of the cgroup at `dir` (if any), and the main process `main` with the
-    /// argv oominit ran, within `fd_budget` descriptors.
+    /// argv oominit ran, within `fd_budget` descriptors; `argv`: how much of the others' to show.
     pub fn new(
         dir: Option<(&Path, Version)>,
         main: Option<(pid_t, Vec<String>)>,
+        argv: ArgvShown,
         fd_budget: usize,
     ) -> Victims {
         let procs = dir.map(|(d, _)| d.join("cgroup.procs"));
         let mut tracker = Tracker::new(procs, matches!(dir, Some((_, Version::V1))), fd_budget);
+        tracker.argv = argv;
         if let Some((pid, argv)) = main {
             tracker.follow_main(pid, argv);
         }
-        Victims { tracker, named: Vec::with_capacity(16), reads: 0 }
+        Victims { tracker, named: Named::new(), reads: 0 }
     }
 
     /// Touch the memory a listing writes to (see [`Tracker::prefault`]).
@@ -76,6 +80,7 @@ impl Victims {
     /// The kill counter was read (see [`counting`](Self::counting)): `new` kills since the read
     /// before. Name the deaths [`attribution`] calls victims, and forget those it rules out.
     pub fn settle(&mut self, new: u64) {
+        self.named.new_read();
         let reads = self.reads;
         let death = |t: &Tracked| match t.state {
             State::Dead { death, seen } => Some((death, seen < reads)),
@@ -136,16 +141,22 @@ impl Victims {
 
     /// How many are named with certainty.
     pub fn certain(&self) -> u64 {
-        self.named.iter().filter(|v| !v.uncertain).count() as u64
+        self.named.certain()
     }
 
-    /// Everyone named so far.
-    pub fn named(&self) -> &[Victim] {
-        &self.named
+    /// Whether the main process is among those named.
+    pub fn main_named(&self) -> bool {
+        self.named.main()
     }
 
-    pub fn into_named(self) -> Vec<Victim> {
-        self.named
+    /// Those the latest read named, and how many more it named than that.
+    pub fn latest(&self) -> (&[Victim], u64) {
+        self.named.latest()
+    }
+
+    /// Those kept of everyone named, and how many were left out.
+    pub fn into_kept(self) -> (Vec<Victim>, u64) {
+        self.named.kept()
     }
 }
 
@@ -165,14 +176,14 @@ mod tests {
     }
 
     fn named(v: &Victims) -> Vec<(i32, Source, bool)> {
-        v.named().iter().map(|x| (x.pid, x.source, x.uncertain)).collect()
+        v.named.kept_clone().iter().map(|x| (x.pid, x.source, x.uncertain)).collect()
     }
 
     #[test]
     fn a_death_by_sigkill_without_a_new_kill_is_forgotten() {
         let mut v = following(&[(10, Death::Killed(Source::Pidfd)), (12, Death::Vanished)]);
         v.settle(0);
-        assert!(v.named().is_empty());
+        assert!(named(&v).is_empty());
         assert_eq!(v.tracker.entries.iter().map(|t| t.pid).collect::<Vec<_>>(), [11], "only the living stay");
     }
 
@@ -193,7 +204,7 @@ mod tests {
         v.settle(0);
         v.counting();
         v.settle(0);
-        assert!(v.named().is_empty());
+        assert!(named(&v).is_empty());
     }
 
     #[test]
@@ -215,7 +226,7 @@ mod tests {
         v.reaped(&[(20, Status::Signaled(SIGKILL)), (21, Status::Exited(0))]);
         v.settle(1);
         assert_eq!(named(&v), [(20, Source::Reaped, false)]);
-        assert_eq!(v.named()[0].comm, None, "never seen alive: no name is made up");
+        assert_eq!(v.named.kept_clone()[0].comm, None, "never seen alive: no name is made up");
     }
 
     #[test]

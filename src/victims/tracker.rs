@@ -16,7 +16,7 @@ use super::attribution::{Death, Source};
 use crate::pidfd::{self, Pidfd};
 use crate::procfs;
 use crate::reap::Status;
-use crate::record::Victim;
+use crate::record::{ArgvShown, Victim};
 
 /// Descriptors following may hold at most, whatever RLIMIT_NOFILE allows.
 const MAX_FDS: usize = 256;
@@ -87,6 +87,8 @@ pub struct Tracker {
     /// Cleared when the kernel has no usable pidfds.
     pidfds: bool,
     fd_budget: usize,
+    /// How much of an argv to read and keep.
+    pub argv: ArgvShown,
     /// Where `cgroup.procs` is read into, kept between reads.
     buf: Vec<u8>,
     /// Where a `/proc/PID/cmdline` is read into, kept between reads.
@@ -108,6 +110,7 @@ impl Tracker {
             page_size,
             pidfds: true,
             fd_budget,
+            argv: ArgvShown::All,
             buf: Vec::new(),
             cmdline_buf: Vec::new(),
         };
@@ -150,7 +153,7 @@ impl Tracker {
     pub fn list(&mut self, reads: u64) {
         self.read_procs();
         for t in self.entries.iter_mut().filter(|t| t.argv_stale && t.state == State::Alive) {
-            t.argv = cmdline(t.pid, &mut self.cmdline_buf);
+            t.argv = cmdline(t.pid, &mut self.cmdline_buf, self.argv);
             t.argv_stale = false;
         }
         let text = std::mem::take(&mut self.buf);
@@ -246,7 +249,7 @@ impl Tracker {
         // (a shell's child, say) could have its argv read before the exec and its name after;
         // a name that changed in between drops the argv, to be read again at the next listing.
         t.look(self.page_size, reads);
-        t.argv = argv.unwrap_or_else(|| cmdline(pid, &mut self.cmdline_buf));
+        t.argv = argv.unwrap_or_else(|| cmdline(pid, &mut self.cmdline_buf, self.argv));
         t.look(self.page_size, reads);
         self.entries.push(t);
         true
@@ -359,7 +362,10 @@ impl Tracked {
 /// `buf`, which is on the heap (a 4 KiB frame, inlined into its callers, overflowed a 16 KiB
 /// RLIMIT_STACK) and made here where `prefault` did not make it (no limit of its own: nothing
 /// oominit allocates is charged at a limit there).
-fn cmdline(pid: pid_t, buf: &mut Vec<u8>) -> Vec<String> {
+fn cmdline(pid: pid_t, buf: &mut Vec<u8>, shown: ArgvShown) -> Vec<String> {
+    if shown == ArgvShown::None {
+        return Vec::new();
+    }
     if buf.len() < CMDLINE_BYTES {
         buf.resize(CMDLINE_BYTES, 0);
     }
@@ -369,7 +375,7 @@ fn cmdline(pid: pid_t, buf: &mut Vec<u8>) -> Vec<String> {
     if text.is_empty() {
         return Vec::new();
     }
-    crate::record::short_argv(text.split(|&b| b == 0).map(String::from_utf8_lossy))
+    crate::record::short_argv(text.split(|&b| b == 0).map(String::from_utf8_lossy), shown)
 }
 
 #[cfg(test)]
