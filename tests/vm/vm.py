@@ -443,7 +443,8 @@ def one_line_failure(r):
     expect(len(why) == len(r["scenario"].only), f"{len(why)} messages for {len(r['scenario'].only)} tests")
     for i in why:
         expect("memory.events" in out[i], f"does not name what is missing: {out[i]}")
-        expect(out[i + 1] == "" or out[i + 1].startswith(("note:", "stack backtrace:")), f"more than one line: {out[i:i + 3]}")
+        after = out[i + 1] if i + 1 < len(out) else ""
+        expect(after == "" or after.startswith(("note:", "stack backtrace:")), f"more than one line: {out[i:i + 3]}")
     r["summary"] = f"fails with: {out[why[0]]}"
 
 
