@@ -1,10 +1,13 @@
 //! Shared by the integration tests: where the binaries are, and running them with a deadline.
 #![allow(dead_code)]
 
+use std::fs;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use oominit::cgroup::{Cgroup, Version};
 
 /// The binary under test: `OOMINIT_BIN` when set (CI sets it to the static release binary, the one
 /// that ships), else cargo's debug build.
@@ -14,12 +17,17 @@ pub fn oominit() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_oominit")))
 }
 
-/// A test workload from `examples/` (cargo builds them for `cargo test`).
+/// A test workload from `examples/`: from `OOMINIT_EXAMPLES` when set (the VM suite runs these
+/// tests where cargo's target directory does not exist), else beside cargo's build of oominit
+/// (cargo builds them for `cargo test`).
 pub fn example(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_BIN_EXE_oominit")).parent().unwrap().join("examples").join(name);
+    let dir = std::env::var_os("OOMINIT_EXAMPLES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_oominit")).parent().unwrap().join("examples"));
+    let p = dir.join(name);
     assert!(
         p.exists(),
-        "{} is missing: run the tests through `cargo test`, which builds examples",
+        "{} is missing: run the tests through `cargo test`, which builds examples, or set OOMINIT_EXAMPLES",
         p.display()
     );
     p
@@ -113,40 +121,182 @@ impl Lines {
     }
 }
 
-/// A child of this test process's own memory cgroup, with a limit, removed on drop.
-/// cgroup v1 (this project's machines); cgroup v2 limits are exercised in the VM suite.
+/// The memory cgroup version oominit will find for a process started by the tests (the test
+/// process's own), failing the test with one line when there is none.
+pub fn memory_version() -> Version {
+    match Cgroup::discover() {
+        Ok(own) => own.version,
+        Err(e) => panic!("{}", missing(&format!("no memory cgroup for this process ({e})"))),
+    }
+}
+
+/// The one line a test fails with where no memory cgroup can be made.
+fn missing(what: &str) -> String {
+    format!(
+        "these tests need root and a memory controller (cgroup v1's memory hierarchy, or cgroup v2 with \
+         memory enabled for the test's cgroup): {}",
+        what.replace('\n', " ")
+    )
+}
+
+/// Where the test cgroups are made: a cgroup whose children get the memory controller. Found (and
+/// on cgroup v2 perhaps set up) once per test binary; a failure is kept and every test fails with it.
+struct Base {
+    version: Version,
+    dir: PathBuf,
+}
+
+fn base() -> &'static Base {
+    static BASE: std::sync::OnceLock<Result<Base, String>> = std::sync::OnceLock::new();
+    match BASE.get_or_init(find_base) {
+        Ok(base) => base,
+        Err(why) => panic!("{}", missing(why)),
+    }
+}
+
+fn find_base() -> Result<Base, String> {
+    let own = Cgroup::discover().map_err(|e| format!("no memory cgroup for this process ({e})"))?;
+    let dir = match own.version {
+        // v1 has no rule against a cgroup holding both processes and children: the test's own
+        // memory cgroup is the parent.
+        Version::V1 => own.dir,
+        Version::V2 => v2_base(&own.dir)?,
+    };
+    Ok(Base { version: own.version, dir })
+}
+
+/// cgroup v2: a cgroup whose children get `memory.max`. Two kernel rules shape it
+/// (Documentation/admin-guide/cgroup-v2.rst):
+/// - a child has the memory files only when its parent lists `memory` in `cgroup.subtree_control`;
+/// - no internal processes: a non-root cgroup holding processes cannot enable a controller for its
+///   children (EBUSY), and no process can be moved into one that has.
+///
+/// So the test's own cgroup, which holds this process, never offers memory to children as it is
+/// (discover() rules out the root cgroup, the one exception: it has no `memory.events`).
+fn v2_base(own: &Path) -> Result<PathBuf, String> {
+    let me = std::process::id();
+    let ours = |pids: &[u32]| pids.iter().all(|&p| p == me || descends_from(p, me));
+    let mut enabling = None;
+    // 1. The own cgroup holds only this process and its children (a cgroup made for the tests, as
+    //    in the VM suite): move this process into a leaf of its own, so that the own cgroup holds
+    //    no process, then enable memory for its children. The leaf stays when the tests end (a
+    //    process cannot remove the cgroup it is in), empty, in a cgroup made for the tests anyway.
+    if ours(&procs(own)?) {
+        let leaf = own.join(format!("oominit-tests-{me}"));
+        fs::create_dir(&leaf).map_err(|e| format!("creating {}: {e}", leaf.display()))?;
+        // Writing a pid to cgroup.procs moves every thread of the process.
+        write(&leaf.join("cgroup.procs"), &me.to_string())?;
+        // Children forked before the move (other tests run in parallel) stay in the own cgroup
+        // until they exit: EBUSY until then.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let control = own.join("cgroup.subtree_control");
+        loop {
+            match fs::write(&control, "+memory") {
+                Ok(()) => return Ok(own.to_path_buf()),
+                Err(e)
+                    if e.raw_os_error() == Some(nix::libc::EBUSY)
+                        && Instant::now() < deadline
+                        && procs(own).is_ok_and(|p| ours(&p)) =>
+                {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                // Someone else's process came in: the parent, below, may still do.
+                Err(e) => {
+                    enabling = Some(format!("; enabling memory in {}: {e}", control.display()));
+                    break;
+                }
+            }
+        }
+    }
+    // 2. The own cgroup holds other processes too (a login session's scope, with the shell and
+    //    cargo), which are not the tests' to move. Its parent already offers memory to its
+    //    children (the own cgroup has memory files): the test cgroups go there, beside it.
+    let parent = own.parent().filter(|p| offers_memory(p));
+    parent.map(Path::to_path_buf).ok_or_else(|| {
+        let others: Vec<u32> = procs(own).unwrap_or_default().into_iter().filter(|&p| !ours(&[p])).collect();
+        format!(
+            "cgroup v2: {} holds processes other than the tests' ({others:?}), so it cannot offer memory to \
+             children (no internal processes), and its parent is not a cgroup that offers memory{}",
+            own.display(),
+            enabling.unwrap_or_default()
+        )
+    })
+}
+
+fn procs(dir: &Path) -> Result<Vec<u32>, String> {
+    let path = dir.join("cgroup.procs");
+    let text = fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    Ok(text.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+}
+
+fn offers_memory(dir: &Path) -> bool {
+    fs::read_to_string(dir.join("cgroup.subtree_control"))
+        .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"))
+}
+
+/// Is `pid` a child, grandchild... of `ancestor`? (No: gone, or reparented away.)
+fn descends_from(mut pid: u32, ancestor: u32) -> bool {
+    while pid > 1 {
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+        // pid (comm) state ppid ...: comm may hold spaces and parentheses, the last ')' ends it.
+        let ppid = stat[stat.rfind(')').unwrap_or(0) + 1..].split_whitespace().nth(1);
+        match ppid.and_then(|p| p.parse().ok()) {
+            Some(p) if p == ancestor => return true,
+            Some(p) => pid = p,
+            None => return false,
+        }
+    }
+    false
+}
+
+fn write(path: &Path, value: &str) -> Result<(), String> {
+    fs::write(path, value).map_err(|e| format!("writing {value} to {}: {e}", path.display()))
+}
+
+/// A memory cgroup with a limit, removed on drop: a child of the test process's own memory cgroup
+/// (cgroup v1; on cgroup v2 see [`v2_base`]).
 pub struct MemCgroup {
     pub dir: PathBuf,
+    pub version: Version,
 }
 
 impl MemCgroup {
+    /// A limit on memory and swap: where there is swap, the workload must not escape the limit
+    /// into it (without swap, as on these machines, the swap limit changes nothing).
     pub fn new(limit: &str) -> MemCgroup {
         let cg = MemCgroup::memory_only(limit);
-        // Without swap on these machines memsw changes nothing, but where there is swap the
-        // workload must not escape the limit into it.
-        let _ = std::fs::write(cg.dir.join("memory.memsw.limit_in_bytes"), limit);
+        match cg.version {
+            // The memory+swap limit, where the kernel accounts swap.
+            Version::V1 => {
+                let _ = fs::write(cg.dir.join("memory.memsw.limit_in_bytes"), limit);
+            }
+            // v2 limits swap on its own: none at all. The file is there where swap is accounted.
+            Version::V2 => {
+                let swap = cg.dir.join("memory.swap.max");
+                if swap.exists() {
+                    write(&swap, "0").unwrap_or_else(|e| panic!("{}", missing(&e)));
+                }
+            }
+        }
         cg
     }
 
-    /// A limit on memory alone: then `memory.failcnt` rises at the limit (with a memsw limit as
-    /// well, this project's 6.18 kernel raises neither failcnt).
+    /// A limit on memory alone, none on swap: on v1 `memory.failcnt` then rises at the limit
+    /// (with a memsw limit as well, this project's 6.18 kernel raises neither failcnt); on v2
+    /// `memory.max` alone.
     pub fn memory_only(limit: &str) -> MemCgroup {
         static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let own = oominit::cgroup::Cgroup::discover()
-            .unwrap_or_else(|e| panic!("these tests need a memory cgroup to create a child of: {e}"));
-        assert_eq!(
-            own.version,
-            oominit::cgroup::Version::V1,
-            "these tests create a child of the test's own memory cgroup, which needs cgroup v1 here; on a \
-             cgroup v2 host run them in the VM suite (tests/vm)"
-        );
+        let base = base();
         let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir = own.dir.join(format!("oominit-test-{}-{n}", std::process::id()));
-        std::fs::create_dir(&dir).unwrap_or_else(|e| {
-            panic!("creating the test cgroup {} failed ({e}): these tests need root and a writable memory cgroup", dir.display())
-        });
-        let cg = MemCgroup { dir };
-        std::fs::write(cg.dir.join("memory.limit_in_bytes"), limit).unwrap();
+        let dir = base.dir.join(format!("oominit-test-{}-{n}", std::process::id()));
+        fs::create_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}", missing(&format!("creating {}: {e}", dir.display()))));
+        let cg = MemCgroup { dir, version: base.version };
+        let max = match cg.version {
+            Version::V1 => "memory.limit_in_bytes",
+            Version::V2 => "memory.max",
+        };
+        write(&cg.dir.join(max), limit).unwrap_or_else(|e| panic!("{}", missing(&e)));
         cg
     }
 

@@ -4,6 +4,8 @@ lack), group OOM, host-wide OOM, an ancestor's limit, and cgroup v1 on the same 
 
 Each boot runs several scenarios. oominit runs in each the way it runs in a container: PID 1 of a
 new PID namespace, in a new cgroup namespace, inside a cgroup with a limit (examples/minictr.rs).
+A third boot runs the host integration tests (tests/oom.rs, tests/core.rs, built static) on cgroup
+v2, which this project's machines cannot give them.
 The VM's /init prints marked lines on the serial console; this script checks them, prints one line
 per scenario, the detection latencies, and a closing `N passed, N failed` line. On a failure it
 shows the serial log of that boot.
@@ -65,11 +67,72 @@ def build():
     return sh(f"{ROOT}/.ci/build-static --examples").strip()
 
 
+def build_tests():
+    """As build(), and the static integration test binaries: {name: (path, [its tests])}."""
+    oominit, *paths = sh(f"{ROOT}/.ci/build-static --tests").split()
+    tests = {}
+    for p in paths:
+        listed = sh(f"{p} --list --format terse").splitlines()
+        tests[os.path.basename(p).rsplit("-", 1)[0]] = (p, [t[:-len(": test")] for t in listed if t.endswith(": test")])
+    return oominit, tests
+
+
 # A scenario: the cgroup it needs, oominit's arguments, the command, and checks on the outcome.
 class Scenario:
     def __init__(self, name, cmd, limit=None, flags="", oom_group=False, parent_limit=None, ro=False, check=None):
         self.name, self.cmd, self.limit, self.flags = name, cmd, limit, flags
         self.oom_group, self.parent_limit, self.ro, self.check = oom_group, parent_limit, ro, check
+
+
+class HostTests:
+    """A host integration test binary (tests/NAME.rs) run on the VM's cgroup v2: `only` its tests
+    named there, else all but `skip` ({test: why}). Its cgroup is made for it, holding nothing
+    else, unless `foreign`: then a process not the tests' sits in it too, and the tests must
+    make their cgroups beside it (tests/common's second way). `check` sees the outcome."""
+    def __init__(self, name, test, only=(), skip=None, foreign=False, memory=True, check=None):
+        self.name, self.test, self.only, self.skip = name, test, list(only), skip or {}
+        self.foreign, self.memory, self.check = foreign, memory, check
+
+
+def tests_init_script(scenarios):
+    lines = [
+        "#!/bin/busybox sh",
+        "/bin/busybox --install -s /bin",
+        "export PATH=/bin",
+        "mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev; mount -t tmpfs tmp /tmp",
+        "mount -t cgroup2 cgroup2 /sys/fs/cgroup; echo +memory > /sys/fs/cgroup/cgroup.subtree_control",
+        "export CG=/sys/fs/cgroup",
+        'echo "@@ UNAME $(uname -r)"',
+    ]
+    for s in scenarios:
+        d = f"$CG/{s.name}"
+        lines.append(f'echo "@@ BEGIN {s.name}"; mkdir {d}')
+        if not s.memory:
+            # The memory controller not offered to the tests' cgroup: its parent does not enable it.
+            lines.append(f"mkdir {d}/c")
+            d = f"{d}/c"
+        if s.foreign:
+            lines.append(f"sleep 1000 & F=$!; echo $F > {d}/cgroup.procs")
+        args = " ".join(["--exact"] + (s.only or [f"--skip {t}" for t in s.skip]))
+        lines += [
+            # The shell moves itself into the cgroup and becomes the test binary, which then holds
+            # it alone (with the foreign sleep, if any).
+            f"OOMINIT_BIN=/oominit OOMINIT_EXAMPLES=/examples timeout -s KILL 300 "
+            f"sh -c 'echo $$ > {d}/cgroup.procs && exec \"$@\"' sh /tests/{s.test} {args} > /tmp/out 2> /tmp/err",
+            f'echo "@@ RC {s.name} $?"',
+            # libtest reports on stdout (the tests' own output, captured, included); stderr has
+            # what the tests' children wrote there themselves.
+            f'while IFS= read -r l; do echo "@@ OUT {s.name} $l"; done < /tmp/out',
+            f'while IFS= read -r l; do echo "@@ ERR {s.name} $l"; done < /tmp/err',
+            # What the tests left: the own cgroup's subtree_control and children, and test
+            # cgroups left beside it.
+            f'echo "@@ LAYOUT {s.name} $(cat {d}/cgroup.subtree_control)|$(cd {d} && ls -d */ 2>/dev/null)|'
+            f'$(cd {d}/.. && ls -d oominit-test-*/ 2>/dev/null)" | tr "\\n" " "; echo',
+        ]
+        if s.foreign:
+            lines.append("kill $F; wait $F")
+    lines += ['echo "@@ DONE"', "poweroff -f"]
+    return "\n".join(lines) + "\n"
 
 
 def init_script(version, scenarios):
@@ -120,7 +183,7 @@ def init_script(version, scenarios):
     return "\n".join(lines) + "\n"
 
 
-def pack(oominit, script, dest):
+def pack(oominit, script, dest, tests=None):
     with tempfile.TemporaryDirectory() as d:
         os.makedirs(f"{d}/bin")
         for sub in ("proc", "sys", "dev", "tmp"):
@@ -129,6 +192,15 @@ def pack(oominit, script, dest):
         shutil.copy(oominit, f"{d}/oominit")
         for ex in ("memhog", "minictr", "stamp", "workers"):
             shutil.copy(os.path.join(os.path.dirname(oominit), "examples", ex), f"{d}/{ex}")
+        if tests:
+            # The test binaries, and every workload where OOMINIT_EXAMPLES points them.
+            os.makedirs(f"{d}/tests")
+            os.makedirs(f"{d}/examples")
+            for name, (path, _) in tests.items():
+                shutil.copy(path, f"{d}/tests/{name}")
+            for ex in os.listdir(os.path.join(ROOT, "examples")):
+                ex = ex[:-len(".rs")]
+                shutil.copy(os.path.join(os.path.dirname(oominit), "examples", ex), f"{d}/examples/{ex}")
         with open(f"{d}/init", "w") as f:
             f.write(script)
         os.chmod(f"{d}/init", 0o755)
@@ -152,12 +224,12 @@ def parse(serial):
     """Per scenario: rc, records (with arrival µs), stderr lines, kmsg kills (µs), counters."""
     res = {}
     for line in serial.splitlines():
-        m = re.match(r"@@ (RC|REC|ERR|KMSG|COUNTERS) (\S+) ?(.*)$", line)
+        m = re.match(r"@@ (RC|REC|ERR|KMSG|COUNTERS|OUT|LAYOUT) (\S+) ?(.*)$", line)
         if not m:
             continue
         kind, name, rest = m.groups()
         r = res.setdefault(name, {"rc": None, "records": [], "err": [], "kills_us": [], "killed": [], "invoked": [],
-                                  "counters": "", "offset_us": 0})
+                                  "counters": "", "offset_us": 0, "out": [], "layout": None})
         if kind == "RC":
             r["rc"] = int(rest)
         elif kind == "REC":
@@ -180,6 +252,10 @@ def parse(serial):
             r["invoked"].append(rest.split(";", 1)[1].split(" invoked")[0])
         elif kind == "COUNTERS":
             r["counters"] = rest.strip()
+        elif kind == "OUT":
+            r["out"].append(rest)
+        elif kind == "LAYOUT":
+            r["layout"] = [part.split() for part in rest.split("|")]
     return res
 
 
@@ -320,6 +396,58 @@ def group_unprotected(r):
     expect(not [x for x in r["records"] if x["event"] == "exit"], "an exit record from a killed oominit?")
 
 
+def libtest(r):
+    """The test binary's own account, against its list: exactly the tests meant to run ran, and
+    passed; any not run here is said, with why."""
+    s, listed = r["scenario"], r["listed"]
+    meant = s.only or [t for t in listed if t not in s.skip]
+    expect(set(meant) <= set(listed), f"no such tests: {set(meant) - set(listed)}")
+    ran = dict(re.findall(r"^test (\S+) \.\.\. (\S+)$", "\n".join(r["out"]), re.M))
+    summary = [l for l in r["out"] if l.startswith("test result: ")]
+    failed = sorted(t for t, how in ran.items() if how != "ok")
+    expect(not failed, f"not ok: {failed}")
+    expect(r["rc"] == 0 and summary and summary[-1].startswith("test result: ok."),
+           f"exit code {r['rc']}, {summary or 'no test result'}")
+    expect(sorted(ran) == sorted(meant), f"ran {sorted(ran)}, expected {sorted(meant)}")
+    n = re.search(r"(\d+) passed; (\d+) failed; (\d+) ignored; \d+ measured; (\d+) filtered out", summary[-1])
+    expect(n and [int(x) for x in n.groups()] == [len(meant), 0, 0, len(listed) - len(meant)], summary[-1])
+    r["summary"] = f"{len(meant)} of {len(listed)} tests passed" + "".join(
+        f"; not run here: {t} ({why})" for t, why in s.skip.items())
+
+
+def layout(control, own, beside):
+    """After the tests: the own cgroup's subtree_control and child cgroups, and test cgroups left
+    beside it (patterns)."""
+    def check(r):
+        got = r["layout"]
+        expect(got is not None, "no layout")
+        want = [control, own, beside]
+        for what, g, w in zip(("subtree_control", "children", "test cgroups beside it"), got, want):
+            expect(len(g) == len(w) and all(re.fullmatch(p, x) for p, x in zip(w, g)), f"{what}: {g}, expected {w}")
+    return check
+
+
+def both(*checks):
+    def check(r):
+        for c in checks:
+            c(r)
+    return check
+
+
+def one_line_failure(r):
+    """Without a memory controller for their cgroup, the tests fail, each with one line saying so."""
+    out = r["out"]
+    expect(r["rc"] == 101, f"exit code {r['rc']}, expected libtest's 101")
+    expect(any(re.fullmatch(r"test \S+ \.\.\. FAILED", l) for l in out), "no test failed")
+    why = [i for i, l in enumerate(out) if l.startswith("these tests need root and a memory controller")]
+    expect(len(why) == len(r["scenario"].only), f"{len(why)} messages for {len(r['scenario'].only)} tests")
+    for i in why:
+        expect("memory.events" in out[i], f"does not name what is missing: {out[i]}")
+        after = out[i + 1] if i + 1 < len(out) else ""
+        expect(after == "" or after.startswith(("note:", "stack backtrace:")), f"more than one line: {out[i:i + 3]}")
+    r["summary"] = f"fails with: {out[why[0]]}"
+
+
 HOG = "/memhog"
 V2 = [
     Scenario("v2_main_oom", f"{HOG} 128", limit="32M", check=main_named(verdict("main_oom", 137, "limit", 1, "inotify", 1))),
@@ -348,23 +476,47 @@ V1 = [
 ]
 
 
+NO_TTY = "needs util-linux script and procps ps, which busybox lacks; runs on the host"
+TESTS = [
+    # A cgroup of its own: the tests move into a leaf of it and enable memory for its children.
+    HostTests("v2_tests_oom", "oom", check=both(libtest, layout(["memory"], [r"oominit-tests-\d+/"], []))),
+    HostTests("v2_tests_core", "core", skip={"child_gets_the_terminal_foreground": NO_TTY},
+              check=both(libtest, layout([], [], []))),
+    # A process not the tests' in their cgroup: they make their cgroups beside it, under the root.
+    HostTests("v2_tests_oom_beside", "oom", foreign=True,
+              only=["main_process_oom_killed", "earlier_kills_and_limit_hits_are_not_counted"],
+              check=both(libtest, layout([], [], []))),
+    HostTests("v2_tests_no_memory", "oom", memory=False, only=["clean_run_reports_peak_and_limit"],
+              check=one_line_failure),
+]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-k", default="", help="run only scenarios whose name contains this")
     a = ap.parse_args()
     vmlinux = kernel()
-    oominit = build()
+    boots = [(v, [s for s in scenarios if a.k in s.name]) for v, scenarios in (("v2", V2), ("v1", V1), ("v2 tests", TESTS))]
+    boots = [(v, scenarios) for v, scenarios in boots if scenarios]
+    tests = {}
+    if any(v == "v2 tests" for v, _ in boots):
+        oominit, tests = build_tests()
+    else:
+        oominit = build()
     passed = failed = 0
     latencies = []
     details = {}
-    for version, scenarios in (("v2", V2), ("v1", V1)):
-        scenarios = [s for s in scenarios if a.k in s.name]
-        if not scenarios:
-            continue
+    for version, scenarios in boots:
         with tempfile.TemporaryDirectory() as tmp:
             initrd = os.path.join(tmp, "initramfs.cpio.gz")
-            pack(oominit, init_script(version, scenarios), initrd)
-            serial, took = boot(vmlinux, initrd, "128M")
+            if version == "v2 tests":
+                # More memory: the test binaries live in the initramfs, and a test whose limit
+                # failed to apply should fail on its own asserts, not start a host-wide OOM.
+                pack(oominit, tests_init_script(scenarios), initrd, tests)
+                serial, took = boot(vmlinux, initrd, "256M", timeout=900)
+            else:
+                pack(oominit, init_script(version, scenarios), initrd)
+                serial, took = boot(vmlinux, initrd, "128M")
         print(f"# {version} boot: {len(scenarios)} scenarios in {took:.1f} s, kernel "
               + (re.search(r"@@ UNAME (\S+)", serial) or [None, "?"])[1])
         results = parse(serial)
@@ -373,10 +525,13 @@ def main():
             r = results.get(s.name)
             try:
                 expect(r is not None and r["rc"] is not None, "scenario did not run to the end")
-                r["name"] = s.name
+                r["name"], r["scenario"] = s.name, s
+                if isinstance(s, HostTests):
+                    expect(s.test in tests, f"no test binary {s.test} (built: {sorted(tests)})")
+                    r["listed"] = tests[s.test][1]
                 s.check(r)
                 passed += 1
-                print(f"ok   {s.name}  rc={r['rc']}  cgroup: {r['counters']}")
+                print(f"ok   {s.name}  rc={r['rc']}  " + (r.get("summary") or f"cgroup: {r['counters']}"))
             except Failed as e:
                 failed += 1
                 boot_failed = True
@@ -387,6 +542,10 @@ def main():
                     for x in r["err"]:
                         print(f"       stderr: {x}")
                     print(f"       cgroup: {r['counters']}")
+                    # libtest's own report of what failed, and how
+                    failures = [i for i, x in enumerate(r["out"]) if x == "failures:"]
+                    for x in r["out"][failures[0]:][:80] if failures else r["out"][-20:]:
+                        print(f"       libtest: {x}")
             if r:
                 details[s.name] = r
                 evs = events(r)
