@@ -105,6 +105,21 @@ pub struct Victim {
     pub uncertain: bool,
 }
 
+impl Victim {
+    /// A victim that is no one: room made in a list before anyone is named.
+    pub fn placeholder() -> Victim {
+        Victim {
+            pid: 0,
+            comm: None,
+            argv: Vec::new(),
+            rss_bytes: None,
+            main: false,
+            source: Source::Vanished,
+            uncertain: true,
+        }
+    }
+}
+
 /// At most this many arguments of at most this many bytes each in an argv of a record.
 const RECORD_ARGS: usize = 16;
 const RECORD_ARG_BYTES: usize = 256;

@@ -56,6 +56,7 @@ impl Victims {
     /// Touch the memory a listing writes to (see [`Tracker::prefault`]).
     pub fn prefault(&mut self) {
         self.tracker.prefault();
+        self.named.prefault();
     }
 
     /// Look at every process followed, and with `list`, start following the cgroup's new ones.

@@ -20,7 +20,9 @@ pub struct Named {
     omitted: u64,
     certain: u64,
     main: bool,
-    /// Named at the latest read, for its live event, and how many more it named.
+    /// The latest read's victims (its last [`PER_EVENT`]), kept once its event is out; and how
+    /// many more it named. Each victim is made once and moved, never copied: naming happens
+    /// right after a kill, where every allocation is a charge to a full cgroup.
     latest: Vec<Victim>,
     latest_omitted: u64,
 }
@@ -29,26 +31,44 @@ impl Named {
     pub fn new() -> Named {
         Named {
             first: Vec::with_capacity(KEEP_FIRST),
-            last: VecDeque::with_capacity(KEEP_LAST),
+            last: VecDeque::with_capacity(KEEP_LAST + 1),
             latest: Vec::with_capacity(PER_EVENT),
             ..Named::default()
         }
     }
 
-    /// A read of the counter begins naming: the latest event's list starts empty.
-    pub fn new_read(&mut self) {
+    /// Touch the lists' room now, while the cgroup has room (victims are named at a limit).
+    pub fn prefault(&mut self) {
+        self.first.extend((0..KEEP_FIRST).map(|_| Victim::placeholder()));
+        self.first.clear();
+        self.last.extend((0..KEEP_LAST).map(|_| Victim::placeholder()));
+        self.last.clear();
+        self.latest.extend((0..PER_EVENT).map(|_| Victim::placeholder()));
         self.latest.clear();
+    }
+
+    /// A read of the counter begins naming: the previous read's victims join the kept lists.
+    pub fn new_read(&mut self) {
+        let mut latest = std::mem::take(&mut self.latest);
+        for v in latest.drain(..) {
+            self.keep(v);
+        }
+        self.latest = latest;
         self.latest_omitted = 0;
     }
 
     pub fn push(&mut self, v: Victim) {
         self.certain = self.certain.saturating_add(u64::from(!v.uncertain));
         self.main |= v.main;
-        if self.latest.len() < PER_EVENT {
-            self.latest.push(v.clone());
-        } else {
+        if self.latest.len() == PER_EVENT {
+            let oldest = self.latest.remove(0);
+            self.keep(oldest);
             self.latest_omitted = self.latest_omitted.saturating_add(1);
         }
+        self.latest.push(v);
+    }
+
+    fn keep(&mut self, v: Victim) {
         if self.first.len() < KEEP_FIRST {
             self.first.push(v);
             return;
@@ -76,7 +96,8 @@ impl Named {
     }
 
     /// The kept victims in the order they were named, and how many were left out between them.
-    pub fn kept(self) -> (Vec<Victim>, u64) {
+    pub fn kept(mut self) -> (Vec<Victim>, u64) {
+        self.new_read();
         let mut all = self.first;
         all.extend(self.last);
         (all, self.omitted)
@@ -84,7 +105,7 @@ impl Named {
 
     #[cfg(test)]
     pub fn kept_clone(&self) -> Vec<Victim> {
-        self.first.iter().chain(self.last.iter()).cloned().collect()
+        self.first.iter().chain(self.last.iter()).chain(self.latest.iter()).cloned().collect()
     }
 }
 
@@ -129,7 +150,12 @@ mod tests {
         }
         let (latest, more) = n.latest();
         assert_eq!((latest.len(), more), (PER_EVENT, 30 - PER_EVENT as u64));
+        assert_eq!(latest[0].pid, 2 + 30 - PER_EVENT as i32, "the read's last ones");
         n.new_read();
         assert_eq!(n.latest(), (&[][..], 0));
+        let (kept, omitted) = n.kept();
+        let pids: Vec<i32> = kept.iter().map(|v| v.pid).collect();
+        assert_eq!(pids, [2, 3, 4, 5, 6, 7, 8, 9, 24, 25, 26, 27, 28, 29, 30, 31], "in order");
+        assert_eq!(omitted, 30 - 16);
     }
 }
