@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::Output;
+use std::process::{Command, Output};
 
 use common::*;
 use oominit::cgroup::Version;
@@ -541,4 +541,35 @@ fn earlier_kills_and_limit_hits_are_not_counted() {
             assert!(r["oom"]["counters"].get(c).is_none(), "v1's {c} on v2: {}", r["oom"]["counters"]);
         }
     }
+}
+
+#[test]
+fn a_cgroup_outside_the_namespace_root_is_unreachable_not_joined_with_dotdot() {
+    // oominit's cgroup namespace is rooted at A, then it is moved to B beside it, so
+    // /proc/self/cgroup shows `/../B`. On v2, as in a container with a private cgroup namespace,
+    // cgroupfs is mounted afresh inside it and its root reads as `/`: joined under that mount,
+    // `/../B` pointed outside it. (v1 refuses a fresh mount in a new cgroup namespace; there the
+    // host's mount is kept, whose root reads as `/../..`.) Either way it must read as
+    // unreachable, and the command runs as usual.
+    let a = MemCgroup::new("64M");
+    let b = MemCgroup::new("64M");
+    let mount = match a.version {
+        Version::V1 => "true",
+        Version::V2 => "mount -t cgroup2 cgroup2 /sys/fs/cgroup",
+    };
+    let inner = format!(
+        "echo $$ > {b}/cgroup.procs && {mount} && cat /proc/self/cgroup >&2 && exec {oominit} -- sh -c 'exit 3'",
+        b = b.dir.display(),
+        oominit = oominit().display()
+    );
+    let script = format!(
+        "echo $$ > {a}/cgroup.procs && exec unshare -C -m --propagation private sh -c \"{inner}\"",
+        a = a.dir.display(),
+    );
+    let out = run_cmd(Command::new("sh").args(["-c", &script]));
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains(":/../"), "the path climbs out of the namespace root: {}", stderr(&out));
+    let r = exit_record(&out.stderr);
+    let why = r["memory"]["unavailable"].as_str().unwrap_or_default();
+    assert!(why.contains("is outside every mounted"), "{}", r["memory"]);
 }
