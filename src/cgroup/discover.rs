@@ -97,17 +97,18 @@ pub fn locate(version: Version, path: &str, mounts: &[Mount]) -> Result<PathBuf,
     }
 }
 
-/// `path` relative to a mount's `root`, if it lies below it. A path that climbs (`/../x`: the
-/// process sits outside its cgroup namespace's root) lies below no root, `/` included.
+/// `path` relative to a mount's `root`, if it lies below it. Both are shown relative to the cgroup
+/// namespace's root, so both may climb (`/../x`): a mount made outside the namespace has a root
+/// like `/..`, below which `/../x` does lie. What is left after the root must not climb again: a
+/// path `/../x` under a mount whose root is `/` lies outside it.
 fn relative<'a>(path: &'a str, root: &str) -> Option<&'a str> {
-    if path.split('/').any(|c| c == "..") {
-        return None;
-    }
-    if root == "/" {
-        return path.starts_with('/').then_some(path);
-    }
-    let rest = path.strip_prefix(root)?;
-    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+    let rest = if root == "/" {
+        path.starts_with('/').then_some(path)?
+    } else {
+        let rest = path.strip_prefix(root)?;
+        (rest.is_empty() || rest.starts_with('/')).then_some(rest)?
+    };
+    (!rest.split('/').any(|c| c == "..")).then_some(rest)
 }
 
 #[cfg(test)]
@@ -228,6 +229,15 @@ mod tests {
         assert!(matches!(find("0::/../../user.slice\n", mountinfo), Err(CgroupError::Unreachable { .. })));
         assert!(matches!(find("0::/..\n", mountinfo), Err(CgroupError::Unreachable { .. })));
         assert!(find("0::/a..b/c\n", mountinfo).is_ok(), "only a whole `..` component climbs");
+    }
+
+    #[test]
+    fn a_mount_made_outside_the_namespace_holds_paths_that_climb() {
+        // The host's mount seen from a cgroup namespace rooted one level down: its root reads
+        // `/..`, and a sibling cgroup `/../b` lies below it.
+        let mountinfo = "52 48 0:32 /.. /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(find("0::/../b\n", mountinfo), Ok((Version::V2, PathBuf::from("/sys/fs/cgroup/b"))));
+        assert!(matches!(find("0::/../../c\n", mountinfo), Err(CgroupError::Unreachable { .. })));
     }
 
     #[test]
