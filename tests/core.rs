@@ -395,9 +395,10 @@ fn the_command_always_runs_whatever_the_descriptor_limit() {
 fn grace_ends_without_proc_when_not_pid1() {
     // No /proc (unmounted in a private mount namespace): oominit cannot list the leftovers. It
     // signals main's process group, and after the grace's SIGKILL it waits a moment for what it
-    // cannot find, then exits. A leftover in a session of its own is left to the kernel.
+    // cannot find, then exits. A leftover in a session of its own is left to the kernel. (Their
+    // output goes elsewhere: one that survives must not hold the test's pipe open.)
     let inner = format!(
-        "umount -l /proc && exec {} --grace 1s -- sh -c 'sleep 100 & echo $!; setsid sleep 100 & echo $!; exit 4'",
+        "umount -l /proc && exec {} --grace 1s -- sh -c 'sleep 100 >/dev/null 2>&1 & echo $!; setsid sleep 100 >/dev/null 2>&1 & echo $!; exit 4'",
         oominit().display()
     );
     let start = std::time::Instant::now();
