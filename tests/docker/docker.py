@@ -410,7 +410,6 @@ def s_restart(img):
     expect(o.oomkilled and o.exit == 137, f"docker says OOMKilled={o.oomkilled} ExitCode={o.exit}")
     for r in o.exits:
         expect(r["verdict"] == "main_oom" and r["exit_code"] == 137, f"a start's record: {r['verdict']} {r['exit_code']}")
-    # Each start's lines end with its exit record: no live event after the last exit.
     return o, f"3 starts (RestartCount 2), 3 exit records, each main_oom 137"
 
 
@@ -425,7 +424,7 @@ if __name__ == "__main__":
     with mp.Pool(2) as pool:
         r = pool.map_async(hog, [1, 200])
         try:
-            print("result", r.get(timeout=8))
+            print("result", r.get(timeout=4))
         except mp.TimeoutError:
             print("the pool lost a task")
     p = [l.split(":")[2] for l in open("/proc/self/cgroup").read().splitlines() if ":memory:" in l][0]
@@ -438,9 +437,12 @@ if __name__ == "__main__":
 '''
 
 
-def s_debian_stress_ng(img):
+def s_debian_stress_ng(img, rw=False):
+    """stress-ng --vm: its workers are killed and restarted, stress-ng reaps them and exits 0.
+    With the host's cgroupfs writable (`rw`), oominit watches the cgroup and must name victims."""
     cmd = ["/bin/sh", "-c", f"stress-ng --vm 2 --vm-bytes 64M --timeout 4s; rc=$?; echo stress-ng exited $rc; {OOM_CONTROL}; exit $rc"]
-    o = run("stress_ng", img["debian"], cmd, memory="48m")
+    opts = ["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"] if rw else []
+    o = run("stress_ng_rw" if rw else "stress_ng", img["debian"], cmd, memory="48m", opts=opts)
     m = re.search(r"^stress-ng exited (\d+)$", o.stdout, re.M)
     expect(m, "stress-ng did not finish")
     rc = int(m.group(1))
@@ -455,20 +457,32 @@ def s_debian_stress_ng(img):
     for v in rec["oom"]["victims"]:
         expect(v["comm"] and v["comm"].startswith("stress-ng") and not v["main"], f"victim {json.dumps(v)}")
     named = len([v for v in rec["oom"]["victims"] if not v["uncertain"]]) + rec["oom"].get("victims_omitted", 0)
+    if rw:
+        expect(rec["memory"]["watch"] == "eventfd", f"watch {rec['memory']['watch']}")
+        expect(named >= 1, "no stress-ng worker named with certainty")
     return o, (f"stress-ng exit {rc}; OOMKilled true; leaf_oom kills {rec['oom']['kills']} = oom_kill, "
                f"named {named} (comm {sorted({v['comm'] for v in rec['oom']['victims']})}), unnamed {rec['oom']['unnamed']}")
 
 
-def s_debian_python_pool(img):
-    o = run("python_pool", img["debian"], ["python3", "-c", PY_POOL], memory="48m")
+def s_debian_stress_ng_rw(img):
+    return s_debian_stress_ng(img, rw=True)
+
+
+def s_debian_python_pool(img, rw=False):
+    opts = ["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"] if rw else []
+    o = run("python_pool_rw" if rw else "python_pool", img["debian"], ["python3", "-c", PY_POOL], memory="48m", opts=opts)
     expect("the pool lost a task" in o.stdout, "the pool did not lose its task (no OOM kill of a worker?)")
-    rec = check_leaf(o, "python3")
+    rec = check_leaf(o, "python3", named=rw)
     return o, f"pool worker killed, main exit 0; leaf_oom kills {rec['oom']['kills']} = oom_kill, {names(rec)}"
 
 
 SCRATCH = [s_leaf, s_strict, s_strict_env, s_main_oom, s_stop, s_read_only, s_user, s_init, s_termination_log,
            s_cgroup_rw, s_restart]
-DEBIAN = [s_debian_stress_ng, s_debian_python_pool]
+def s_debian_python_pool_rw(img):
+    return s_debian_python_pool(img, rw=True)
+
+
+DEBIAN = [s_debian_stress_ng, s_debian_stress_ng_rw, s_debian_python_pool, s_debian_python_pool_rw]
 
 
 def cleanup():
