@@ -501,8 +501,13 @@ def main():
     passed = failed = 0
     t0 = time.time()
     try:
-        oominit = build()
-        img = {"scratch": scratch_image(oominit)}
+        try:
+            oominit = build()
+            img = {"scratch": scratch_image(oominit)}
+        except (Failure, subprocess.CalledProcessError) as e:
+            print(f"FAIL setup {e} {getattr(e, 'stderr', '') or ''}".rstrip(), flush=True)
+            print("0 passed, 1 failed")
+            sys.exit(1)
         print(f"# scratch image {img['scratch']} built in {time.time() - t0:.1f}s", flush=True)
         if any(s in DEBIAN for s in scenarios):
             t1 = time.time()
@@ -522,7 +527,7 @@ def main():
                 o, detail = s(img)
                 print(f"ok {name} {detail} ({time.time() - ts:.1f}s)", flush=True)
                 passed += 1
-            except (Failure, subprocess.TimeoutExpired, KeyError, ValueError) as e:
+            except Exception as e:  # any error in a scenario is its failure, never a crash of the suite
                 print(f"FAIL {name} {e}", flush=True)
                 cname = f"oominit-test-{name}-{RUN}"
                 try:
