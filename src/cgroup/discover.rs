@@ -47,6 +47,8 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
             let mut r = right.split(' ');
             let fstype = r.next()?.to_string();
             let super_options = r.nth(1).unwrap_or("").to_string();
+            // The kernel writes both as absolute paths; anything else is not a mount to use.
+            (root.starts_with('/') && mount_point.starts_with('/')).then_some(())?;
             Some(Mount { root, mount_point, fstype, super_options })
         })
         .collect()
@@ -100,7 +102,8 @@ pub fn locate(version: Version, path: &str, mounts: &[Mount]) -> Result<PathBuf,
 /// `path` relative to a mount's `root`, if it lies below it. Both are shown relative to the cgroup
 /// namespace's root, so both may climb (`/../x`): a mount made outside the namespace has a root
 /// like `/..`, below which `/../x` does lie. What is left after the root must not climb again: a
-/// path `/../x` under a mount whose root is `/` lies outside it.
+/// path `/../x` under a mount whose root is `/` lies outside it. (Nor hold a `.`, which the
+/// kernel never writes.)
 fn relative<'a>(path: &'a str, root: &str) -> Option<&'a str> {
     let rest = if root == "/" {
         path.starts_with('/').then_some(path)?
@@ -108,7 +111,7 @@ fn relative<'a>(path: &'a str, root: &str) -> Option<&'a str> {
         let rest = path.strip_prefix(root)?;
         (rest.is_empty() || rest.starts_with('/')).then_some(rest)?
     };
-    (!rest.split('/').any(|c| c == "..")).then_some(rest)
+    (!rest.split('/').any(|c| c == ".." || c == ".")).then_some(rest)
 }
 
 #[cfg(test)]
@@ -229,6 +232,16 @@ mod tests {
         assert!(matches!(find("0::/../../user.slice\n", mountinfo), Err(CgroupError::Unreachable { .. })));
         assert!(matches!(find("0::/..\n", mountinfo), Err(CgroupError::Unreachable { .. })));
         assert!(find("0::/a..b/c\n", mountinfo).is_ok(), "only a whole `..` component climbs");
+    }
+
+    #[test]
+    fn text_the_kernel_never_writes_finds_nothing() {
+        // Found by the fuzzer: an empty mount point (two spaces) joined a relative directory, and
+        // a `.` component passed through.
+        let empty_point = "24 0:30 / /x 0:32 /  master:2 - cgroup2 cgroup2 rw\n";
+        assert!(parse_mountinfo(empty_point).is_empty());
+        let mountinfo = "35 24 0:30 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        assert!(matches!(find("0::/./a\n", mountinfo), Err(CgroupError::Unreachable { .. })));
     }
 
     #[test]
