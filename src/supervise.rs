@@ -196,7 +196,7 @@ impl Supervisor<'_, '_> {
 
     fn act(&mut self, action: Option<Action>) {
         if let Some(Action::WakeAfter(after)) = action {
-            self.watcher_due = after.map(|d| Instant::now() + d);
+            self.watcher_due = after.map(|d| later(Instant::now(), d));
         }
     }
 
@@ -214,7 +214,7 @@ impl Supervisor<'_, '_> {
             Phase::Grace(t) if t <= now => {
                 diag!(1, "grace period over: sending SIGKILL to the remaining processes");
                 let all_found = signal_rest(is_pid1, self.main, libc::SIGKILL);
-                self.phase = Phase::Killing((!all_found).then(|| now + UNFOUND_WAIT));
+                self.phase = Phase::Killing((!all_found).then(|| later(now, UNFOUND_WAIT)));
             }
             Phase::Killing(Some(t)) if t <= now => {
                 diag!(1, "leaving the processes oominit could not find (no /proc) to the kernel");
@@ -249,7 +249,7 @@ impl Supervisor<'_, '_> {
                     grace.as_millis()
                 );
                 signal_rest(is_pid1, self.main, libc::SIGTERM);
-                self.phase = Phase::Grace(now + grace);
+                self.phase = Phase::Grace(later(now, grace));
             }
             // Processes forked after the last sweep have escaped it: sweep again while killing.
             (Phase::Killing(_), _) => {
@@ -299,6 +299,11 @@ impl Supervisor<'_, '_> {
         }
         sigchld
     }
+}
+
+/// `after` from `now`; `Instant + Duration` panics past what the clock can hold, and PID 1 must not.
+fn later(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after).unwrap_or(now)
 }
 
 /// Signal every process left after the main one; false when some could not be found.

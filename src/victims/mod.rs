@@ -45,8 +45,7 @@ impl Victims {
         fd_budget: usize,
     ) -> Victims {
         let procs = dir.map(|(d, _)| d.join("cgroup.procs"));
-        let mut tracker = Tracker::new(procs, matches!(dir, Some((_, Version::V1))), fd_budget);
-        tracker.argv = argv;
+        let mut tracker = Tracker::new(procs, matches!(dir, Some((_, Version::V1))), fd_budget, argv);
         if let Some((pid, argv)) = main {
             tracker.follow_main(pid, argv);
         }

@@ -88,7 +88,7 @@ pub struct Tracker {
     pidfds: bool,
     fd_budget: usize,
     /// How much of an argv to read and keep.
-    pub argv: ArgvShown,
+    argv: ArgvShown,
     /// Where `cgroup.procs` is read into, kept between reads.
     buf: Vec<u8>,
     /// Where a `/proc/PID/cmdline` is read into, kept between reads.
@@ -97,8 +97,8 @@ pub struct Tracker {
 
 impl Tracker {
     /// Follow the processes listed in `procs` (a `cgroup.procs`; reopened at every listing when
-    /// `reopen`), within `fd_budget` descriptors.
-    pub fn new(procs: Option<PathBuf>, reopen: bool, fd_budget: usize) -> Tracker {
+    /// `reopen`), within `fd_budget` descriptors, reading as much of each argv as `argv` says.
+    pub fn new(procs: Option<PathBuf>, reopen: bool, fd_budget: usize, argv: ArgvShown) -> Tracker {
         // SAFETY: sysconf and getpid have no preconditions.
         let page_size = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
         let mut t = Tracker {
@@ -110,7 +110,7 @@ impl Tracker {
             page_size,
             pidfds: true,
             fd_budget,
-            argv: ArgvShown::All,
+            argv,
             buf: Vec::new(),
             cmdline_buf: Vec::new(),
         };
@@ -393,7 +393,7 @@ mod tests {
     fn following_stops_at_the_descriptor_budget() {
         let mut children: Vec<_> =
             (0..6).map(|_| std::process::Command::new("sleep").arg("5").spawn().unwrap()).collect();
-        let mut t = Tracker::new(None, false, 5);
+        let mut t = Tracker::new(None, false, 5, ArgvShown::All);
         for c in &children {
             t.follow(c.id() as pid_t, false, None, 0);
         }
@@ -411,7 +411,7 @@ mod tests {
         let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
         // Past its exec (listed between fork and exec, its argv would be dropped as stale).
         std::thread::sleep(std::time::Duration::from_millis(100));
-        let mut t = Tracker::new(None, false, 8);
+        let mut t = Tracker::new(None, false, 8, ArgvShown::All);
         assert!(t.follow(child.id() as pid_t, false, None, 0));
         let e = &t.entries[0];
         let v = e.victim(Source::Proc, false);
