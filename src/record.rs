@@ -93,7 +93,7 @@ pub fn scope(delta: &Counters) -> Option<Scope> {
 /// A process the kernel killed, as `victims.rs` found it: `comm` and `rss_bytes` as last read
 /// while it was alive (null when never seen alive), `source` how oominit knows (reaped, proc,
 /// pidfd, vanished), `uncertain` when the evidence does not single it out (more deaths by SIGKILL
-/// than kills, or a process that vanished).
+/// than kills and no size stands out, or a process that vanished).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Victim {
     pub pid: i32,

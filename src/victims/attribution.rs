@@ -9,7 +9,12 @@
 //!   not an OOM kill (a `kill -9`, or oominit's own at the end of `--grace`): forgotten.
 //! - A death seen after the read began may belong to a kill that read did not count yet: it waits
 //!   for the next read, unless it fits in the kills this read left unexplained.
-//! - More deaths by SIGKILL seen before the read than new kills: all are named, each uncertain.
+//! - More deaths by SIGKILL seen before the read than new kills: the OOM killer takes the
+//!   process with the most memory (oom_badness: resident size, shifted by `oom_score_adj`). Where
+//!   all of them had the same `oom_score_adj` and as many as the kills stood out by size (each at
+//!   least twice as large as any other, as last seen), those are the victims and the others were
+//!   killed some other way (a `kill -9` right after, say). Otherwise all are named, each
+//!   uncertain.
 //! - A process gone with no exit status to read (`vanished`: reaped by its own parent on a kernel
 //!   without pidfd exit statuses) is named only when exactly as many vanished as kills are left
 //!   unexplained, and then uncertain. Never guessed among more.
@@ -53,18 +58,33 @@ pub enum Call {
     Forget,
 }
 
-/// The deaths seen, counted once per read: `before` the read began, or after.
+/// What the OOM killer ranks a process by, as last seen alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    pub rss_bytes: u64,
+    pub oom_score_adj: i16,
+}
+
+/// One death as the read sees it: how, whether seen `before` the read began, and the size of
+/// the process as last seen (None: never seen alive, or its `oom_score_adj` unread).
+pub type Seen = (Death, bool, Option<Size>);
+
+/// The deaths seen, counted for a read that counted `new` kills.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {
+    new: u64,
     killed_before: u64,
     killed_after: u64,
     vanished_before: u64,
+    /// Where the deaths by SIGKILL before the read outnumber the kills and the largest stand out:
+    /// the size from which on they are the victims.
+    victims_from: Option<u64>,
 }
 
 impl Tally {
-    pub fn of(deaths: impl Iterator<Item = (Death, bool)>) -> Tally {
-        let mut t = Tally::default();
-        for (death, before) in deaths {
+    pub fn of(deaths: impl Iterator<Item = Seen> + Clone, new: u64) -> Tally {
+        let mut t = Tally { new, ..Tally::default() };
+        for (death, before, _) in deaths.clone() {
             match (death, before) {
                 (Death::Killed(_), true) => t.killed_before = t.killed_before.saturating_add(1),
                 (Death::Killed(_), false) => t.killed_after = t.killed_after.saturating_add(1),
@@ -72,20 +92,50 @@ impl Tally {
                 _ => {}
             }
         }
+        if t.killed_before > new && new > 0 {
+            let sizes = deaths.filter_map(|(d, before, size)| match d {
+                Death::Killed(_) if before => Some(size),
+                _ => None,
+            });
+            t.victims_from = largest_stand_out(sizes, new);
+        }
         t
     }
 }
 
-/// The call for one death (`before`: seen before the read began) when the read counted `new`
-/// kills, given every death seen (`tally`).
-pub fn call(death: Death, before: bool, tally: Tally, new: u64) -> Call {
+/// The smallest of the `n` largest sizes, where those `n` are each at least twice as large as
+/// every other and every `oom_score_adj` is the same; None otherwise (a size unknown, a tie).
+/// Quadratic, without allocating: it runs only when deaths outnumber kills, among few.
+fn largest_stand_out(sizes: impl Iterator<Item = Option<Size>> + Clone, n: u64) -> Option<u64> {
+    let mut adj = None;
+    for size in sizes.clone() {
+        let s = size?;
+        if adj.get_or_insert(s.oom_score_adj) != &s.oom_score_adj {
+            return None;
+        }
+    }
+    let rss = sizes.flatten().map(|s| s.rss_bytes);
+    // The cut: the size with exactly n sizes at or above it.
+    let cut = rss.clone().find(|&c| rss.clone().filter(|&r| r >= c).count() as u64 == n)?;
+    let below = rss.filter(|&r| r < cut).max().unwrap_or(0);
+    (cut >= below.saturating_mul(2)).then_some(cut)
+}
+
+/// The call for one death (`before`: seen before the read began; `size`: as last seen), given
+/// every death the read saw (`tally`).
+pub fn call(death: Death, before: bool, size: Option<Size>, tally: Tally) -> Call {
+    let new = tally.new;
     let room = new.saturating_sub(tally.killed_before);
     let after_fit = new > 0 && tally.killed_after <= room;
     let unexplained = if after_fit { room - tally.killed_after } else { room };
     match (death, before) {
         (Death::Killed(_), true) if new == 0 => Call::Forget,
         (Death::Killed(_), true) if tally.killed_before <= new => Call::Certain,
-        (Death::Killed(_), true) => Call::Uncertain,
+        (Death::Killed(_), true) => match (tally.victims_from, size) {
+            (Some(from), Some(s)) if s.rss_bytes >= from => Call::Certain,
+            (Some(_), _) => Call::Forget,
+            (None, _) => Call::Uncertain,
+        },
         (Death::Killed(_), false) if after_fit => Call::Certain,
         (Death::Vanished, true) if unexplained > 0 && tally.vanished_before == unexplained => Call::Uncertain,
         (_, true) => Call::Forget,
@@ -105,45 +155,65 @@ mod tests {
     const EXIT: Death = Death::Other;
     const BEFORE: bool = true;
     const AFTER: bool = false;
+    const NO_SIZE: Option<Size> = None;
+
+    const fn mib(n: u64, oom_score_adj: i16) -> Option<Size> {
+        Some(Size { rss_bytes: n << 20, oom_score_adj })
+    }
 
     /// The situation, the deaths seen (and when), the kills the read counted, and the call for
     /// each death in order.
-    type Row = (&'static str, &'static [(Death, bool)], u64, &'static [Call]);
+    type Row<'a> = (&'a str, &'a [Seen], u64, &'a [Call]);
 
     #[test]
     fn who_is_named_after_a_read() {
         #[rustfmt::skip]
-        let rows: &[Row] = &[
+        let rows: &[Row<'_>] = &[
             ("a kill -9: a death by SIGKILL and no kill counted",
-                &[(PIDFD, BEFORE)], 0, &[Forget]),
+                &[(PIDFD, BEFORE, NO_SIZE)], 0, &[Forget]),
             ("one kill, one death by SIGKILL: that is the victim",
-                &[(PROC, BEFORE)], 1, &[Certain]),
+                &[(PROC, BEFORE, NO_SIZE)], 1, &[Certain]),
             ("two kills, two deaths by SIGKILL seen different ways",
-                &[(PROC, BEFORE), (PIDFD, BEFORE)], 2, &[Certain, Certain]),
+                &[(PROC, BEFORE, NO_SIZE), (PIDFD, BEFORE, NO_SIZE)], 2, &[Certain, Certain]),
             ("one kill, two deaths by SIGKILL: either could be it",
-                &[(PROC, BEFORE), (REAPED, BEFORE)], 1, &[Uncertain, Uncertain]),
+                &[(PROC, BEFORE, NO_SIZE), (REAPED, BEFORE, NO_SIZE)], 1, &[Uncertain, Uncertain]),
             ("a kill and a vanished process for the one kill left unexplained",
-                &[(PROC, BEFORE), (GONE, BEFORE)], 2, &[Certain, Uncertain]),
+                &[(PROC, BEFORE, NO_SIZE), (GONE, BEFORE, NO_SIZE)], 2, &[Certain, Uncertain]),
             ("two vanished for one unexplained kill: no guess",
-                &[(GONE, BEFORE), (GONE, BEFORE)], 1, &[Forget, Forget]),
+                &[(GONE, BEFORE, NO_SIZE), (GONE, BEFORE, NO_SIZE)], 1, &[Forget, Forget]),
             ("a vanished process when every kill is explained",
-                &[(PROC, BEFORE), (GONE, BEFORE)], 1, &[Certain, Forget]),
+                &[(PROC, BEFORE, NO_SIZE), (GONE, BEFORE, NO_SIZE)], 1, &[Certain, Forget]),
             ("an exit that is not SIGKILL never counts",
-                &[(EXIT, BEFORE)], 1, &[Forget]),
+                &[(EXIT, BEFORE, NO_SIZE)], 1, &[Forget]),
             ("a death seen after the read, with room for it in this read's kills",
-                &[(REAPED, AFTER)], 1, &[Certain]),
+                &[(REAPED, AFTER, NO_SIZE)], 1, &[Certain]),
             ("a death seen after the read, this read's kill taken by an earlier death",
-                &[(PROC, BEFORE), (REAPED, AFTER)], 1, &[Certain, Wait]),
+                &[(PROC, BEFORE, NO_SIZE), (REAPED, AFTER, NO_SIZE)], 1, &[Certain, Wait]),
             ("a death seen after a read that counted nothing: the next read decides",
-                &[(REAPED, AFTER)], 0, &[Wait]),
+                &[(REAPED, AFTER, NO_SIZE)], 0, &[Wait]),
             ("a vanished process seen after the read waits too",
-                &[(GONE, AFTER)], 1, &[Wait]),
+                &[(GONE, AFTER, NO_SIZE)], 1, &[Wait]),
             ("a death after the read fills the kill a vanished one might have been",
-                &[(GONE, BEFORE), (PROC, AFTER)], 1, &[Forget, Certain]),
+                &[(GONE, BEFORE, NO_SIZE), (PROC, AFTER, NO_SIZE)], 1, &[Forget, Certain]),
+            ("one kill, a hog and a small shell killed after it: the hog, by size",
+                &[(PROC, BEFORE, mib(1, 0)), (PIDFD, BEFORE, mib(33, 0))], 1, &[Forget, Certain]),
+            ("one kill, two of a size: either could be it",
+                &[(PROC, BEFORE, mib(20, 0)), (PIDFD, BEFORE, mib(30, 0))], 1, &[Uncertain, Uncertain]),
+            ("one kill, the larger one with another oom_score_adj: size does not decide",
+                &[(PROC, BEFORE, mib(1, 0)), (PIDFD, BEFORE, mib(33, -500))], 1, &[Uncertain, Uncertain]),
+            ("one kill, a size never seen: size does not decide",
+                &[(REAPED, BEFORE, NO_SIZE), (PIDFD, BEFORE, mib(33, 0))], 1, &[Uncertain, Uncertain]),
+            ("two kills, two hogs and a shell",
+                &[(PROC, BEFORE, mib(30, 0)), (PROC, BEFORE, mib(1, 0)), (PIDFD, BEFORE, mib(40, 0))], 2,
+                &[Certain, Forget, Certain]),
+            ("one kill, two hogs of one size and a shell: a tie",
+                &[(PROC, BEFORE, mib(30, 0)), (PROC, BEFORE, mib(1, 0)), (PIDFD, BEFORE, mib(30, 0))], 1,
+                &[Uncertain, Uncertain, Uncertain]),
         ];
         for (situation, deaths, new, calls) in rows {
-            let tally = Tally::of(deaths.iter().copied());
-            let got: Vec<Call> = deaths.iter().map(|&(d, before)| call(d, before, tally, *new)).collect();
+            let tally = Tally::of(deaths.iter().copied(), *new);
+            let got: Vec<Call> =
+                deaths.iter().map(|&(d, before, size)| call(d, before, size, tally)).collect();
             assert_eq!(&got, calls, "{situation}");
         }
     }

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use nix::libc::pid_t;
 
-use self::attribution::{call, Call, Death, Source, Tally};
+use self::attribution::{call, Call, Death, Seen, Source, Tally};
 use self::named::Named;
 use self::tracker::{State, Tracked, Tracker};
 use crate::cgroup::Version;
@@ -82,25 +82,28 @@ impl Victims {
     pub fn settle(&mut self, new: u64) {
         self.named.new_read();
         let reads = self.reads;
-        let death = |t: &Tracked| match t.state {
-            State::Dead { death, seen } => Some((death, seen < reads)),
-            _ => None,
+        let seen = |t: &Tracked| -> Option<Seen> {
+            match t.state {
+                State::Dead { death, seen } => Some((death, seen < reads, t.size())),
+                _ => None,
+            }
         };
-        let tally = Tally::of(self.tracker.entries.iter().filter_map(death));
+        let tally = Tally::of(self.tracker.entries.iter().filter_map(seen), new);
+        let decide = |t: &Tracked| seen(t).map(|(d, before, size)| call(d, before, size, tally));
         for t in &mut self.tracker.entries {
-            let Some((d, before)) = death(t) else { continue };
-            let uncertain = match call(d, before, tally, new) {
-                Call::Certain => false,
-                Call::Uncertain => true,
-                Call::Wait | Call::Forget => continue,
+            let uncertain = match decide(t) {
+                Some(Call::Certain) => false,
+                Some(Call::Uncertain) => true,
+                _ => continue,
             };
-            let source = if let Death::Killed(source) = d { source } else { Source::Vanished };
+            let source = match t.state {
+                State::Dead { death: Death::Killed(source), .. } => source,
+                _ => Source::Vanished,
+            };
             self.named.push(t.victim(source, uncertain));
             t.state = State::Named { holding: source != Source::Vanished };
         }
-        self.tracker
-            .entries
-            .retain(|t| death(t).map_or(true, |(d, before)| call(d, before, tally, new) != Call::Forget));
+        self.tracker.entries.retain(|t| decide(t) != Some(Call::Forget));
     }
 
     /// Whether a victim named so far may still hold memory: right after a kill the cgroup stays

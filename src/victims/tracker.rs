@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use nix::libc::{self, pid_t};
 
-use super::attribution::{Death, Source};
+use super::attribution::{Death, Size, Source};
 use crate::pidfd::{self, Pidfd};
 use crate::procfs;
 use crate::reap::Status;
@@ -69,6 +69,8 @@ pub struct Tracked {
     argv: Vec<String>,
     /// Resident memory as last seen alive.
     pub rss_bytes: Option<u64>,
+    /// As read when it was first followed: the OOM killer ranks by size shifted by it.
+    oom_score_adj: Option<i16>,
 }
 
 /// The cgroup's processes, followed.
@@ -250,6 +252,7 @@ impl Tracker {
         // a name that changed in between drops the argv, to be read again at the next listing.
         t.look(self.page_size, reads);
         t.argv = argv.unwrap_or_else(|| cmdline(pid, &mut self.cmdline_buf, self.argv));
+        t.oom_score_adj = oom_score_adj(pid);
         t.look(self.page_size, reads);
         self.entries.push(t);
         true
@@ -282,7 +285,13 @@ impl Tracked {
             argv_stale: false,
             argv: Vec::new(),
             rss_bytes: None,
+            oom_score_adj: None,
         }
+    }
+
+    /// What the OOM killer would rank it by, as last seen alive.
+    pub fn size(&self) -> Option<Size> {
+        Some(Size { rss_bytes: self.rss_bytes?, oom_score_adj: self.oom_score_adj? })
     }
 
     /// The stat as text, or None once the process has been reaped (ESRCH).
@@ -356,6 +365,14 @@ impl Tracked {
     pub fn alive(pid: pid_t) -> Tracked {
         Tracked::new(pid, false, None, None)
     }
+}
+
+/// `/proc/PID/oom_score_adj` (read into a buffer on the stack: the kernel formats it without
+/// allocating either).
+fn oom_score_adj(pid: pid_t) -> Option<i16> {
+    let mut buf = [0u8; 16];
+    let n = File::open(format!("/proc/{pid}/oom_score_adj")).and_then(|f| f.read_at(&mut buf, 0)).ok()?;
+    std::str::from_utf8(buf.get(..n)?).ok()?.trim().parse().ok()
 }
 
 /// argv from `/proc/PID/cmdline`, shortened; empty for a zombie or a kernel thread. Read into
