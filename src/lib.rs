@@ -89,6 +89,7 @@ fn run(cfg: &Config) -> Result<i32, Error> {
             if cfg.protect {
                 oomscore::protect();
             }
+            headroom::lock_image();
             headroom::prefault_stack();
             let argv = record::short_argv(cfg.command.iter().map(|a| a.to_string_lossy()), cfg.argv_shown);
             let mut watch = OomWatch::arm(baseline, Some((pid, argv)), cfg.argv_shown, &sink);

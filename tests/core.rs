@@ -282,6 +282,35 @@ fn idle_init_never_wakes() {
     assert_eq!(code(&wait_with_deadline(child, Duration::from_secs(10))), 0);
 }
 
+#[test]
+fn oominits_own_code_is_locked_in_memory() {
+    // A cgroup's reclaim evicts oominit's code as a hog fills it; faulting it back in right after
+    // the kill can be the charge of a second OOM (docs/headroom.md). Every page of oominit's file
+    // mappings must be counted in VmLck.
+    // oominit locks right after the fork, while the command starts: wait for it, 1 s at most.
+    let script = "for i in $(seq 50); do grep -q 'VmLck:[[:space:]]*0 kB' /proc/$PPID/status || break; \
+                  sleep 0.02; done; grep VmLck /proc/$PPID/status; cat /proc/$PPID/maps";
+    let out = run(&["--", "sh", "-c", script]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    let locked_kib: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmLck in {text}"));
+    let path = std::fs::canonicalize(oominit()).unwrap();
+    let mapped_kib: u64 = text
+        .lines()
+        .filter(|l| l.ends_with(path.to_str().unwrap()))
+        .map(|l| {
+            let (a, b) = l.split_whitespace().next().unwrap().split_once('-').unwrap();
+            (u64::from_str_radix(b, 16).unwrap() - u64::from_str_radix(a, 16).unwrap()) / 1024
+        })
+        .sum();
+    assert!(mapped_kib > 0, "no mapping of {} in {text}", path.display());
+    assert!(locked_kib >= mapped_kib, "{locked_kib} kB locked, {mapped_kib} kB of oominit mapped");
+}
+
 /// `sh` prints the pids of two background processes, one of which ignores SIGTERM, and exits 0.
 /// The ignore is inherited at fork, so it is in place before oominit can send anything.
 const LEAVE_TWO_BEHIND: &str = "trap '' TERM; sleep 300 & echo $!; trap - TERM; sleep 300 & echo $!; exit 0";

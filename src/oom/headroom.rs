@@ -8,6 +8,8 @@
 //! below was seen on a real kernel: `docs/headroom.md` says what happened without it.
 //!
 //! So oominit:
+//! - keeps its own code and data in memory ([`lock_image`]): the cgroup's reclaim evicts them
+//!   as it fills, and running code not run since would read it back in, charged, at the limit;
 //! - touches, while the cgroup has room, everything it will write to during an OOM: a stack
 //!   reserve ([`prefault_stack`]), the record buffer (`emit`), the listing's buffers (`tracker`),
 //!   the cgroup files opened and read once at start (`cgroup`);
@@ -167,6 +169,59 @@ pub fn wait_for_room(memory: impl Fn() -> Memory) {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Lock oominit's own image (its loaded segments: code, constants, data) in memory, so that the
+/// cgroup's reclaim cannot evict it. Seen under Docker (v1, 6.18): memhog filled the cgroup, its
+/// reclaim evicted most of oominit's code, and oominit, running again right after the kill,
+/// faulted a page of its code back in before the dying hog had given its memory back: a second
+/// OOM, and oominit (oom_score_adj 0 without CAP_SYS_RESOURCE) was its victim, with no record.
+///
+/// mlock needs no privilege within RLIMIT_MEMLOCK (8 MiB by default since Linux 5.16; the image
+/// is about 0.5 MiB); where it fails, oominit runs unlocked and says so at `-v`.
+pub fn lock_image() {
+    let mut failed: i32 = 0;
+    // SAFETY: the callback reads only what dl_iterate_phdr hands it, for the duration of the
+    // call, and `failed` outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(lock_segments), (&raw mut failed).cast()) };
+    if failed != 0 {
+        crate::diag!(
+            1,
+            "cannot lock oominit's code in memory: {}",
+            std::io::Error::from_raw_os_error(failed)
+        );
+    }
+}
+
+/// dl_iterate_phdr's callback: lock the first object's (the program's) PT_LOAD segments, then
+/// stop. The last mlock error goes to `data`.
+unsafe extern "C" fn lock_segments(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut libc::c_void,
+) -> i32 {
+    // SAFETY: dl_iterate_phdr passes a valid info and our `failed`.
+    let (info, failed) = unsafe { (&*info, &mut *data.cast::<i32>()) };
+    let phdrs: &[libc::Elf64_Phdr] = if info.dlpi_phdr.is_null() {
+        &[]
+    } else {
+        // SAFETY: the loader's program headers, dlpi_phnum of them.
+        unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) }
+    };
+    for ph in phdrs.iter().filter(|ph| ph.p_type == libc::PT_LOAD) {
+        let Some((start, len)) = segment(info.dlpi_addr, ph.p_vaddr, ph.p_memsz) else { continue };
+        // SAFETY: mlock only pins pages of a mapping the loader made; it writes nothing.
+        if unsafe { libc::mlock(start as *const libc::c_void, len) } != 0 {
+            *failed = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::ENOMEM);
+        }
+    }
+    1
+}
+
+/// Where a segment at `vaddr` (relative to `base`), `memsz` long, is in memory. mlock itself
+/// widens it to whole pages.
+fn segment(base: u64, vaddr: u64, memsz: u64) -> Option<(usize, usize)> {
+    Some((usize::try_from(base.checked_add(vaddr)?).ok()?, usize::try_from(memsz).ok()?))
 }
 
 /// Touch a stack reserve now, while the cgroup has room: the stack grows a page at a time on
