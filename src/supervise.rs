@@ -48,6 +48,9 @@ pub trait Watcher {
     fn on_timer(&mut self) -> Option<Action>;
     /// Processes were reaped.
     fn on_reap(&mut self, exits: &[(pid_t, Status)]) -> Option<Action>;
+    /// A signal was forwarded to the command. A stop may follow that kills oominit before any
+    /// exit record (`docker stop`'s SIGKILL after 10 s): what is known should be said now.
+    fn on_forward(&mut self) -> Option<Action>;
 }
 
 /// What a watcher asks the loop to do.
@@ -265,9 +268,11 @@ impl Supervisor<'_, '_> {
         Some(MainExit { status: self.main_status?, sigkilled_by_oominit: self.sigkilled_main })
     }
 
-    /// Forward each signal (rewritten as asked); says whether SIGCHLD came.
+    /// Forward each signal (rewritten as asked), then tell the watcher; says whether SIGCHLD
+    /// came.
     fn forward(&mut self, signals: impl Iterator<Item = Received>) -> bool {
         let mut sigchld = false;
+        let mut forwarded = false;
         for Received { signo, pid } in signals {
             if signo == libc::SIGCHLD {
                 sigchld = true;
@@ -296,6 +301,12 @@ impl Supervisor<'_, '_> {
                     diag!(1, "forwarding {} to {target}: {e}", signals::name(to));
                 }
             }
+            forwarded = true;
+        }
+        // After the signals are on their way: reporting never delays them.
+        if forwarded {
+            let action = self.watcher.on_forward();
+            self.act(action);
         }
         sigchld
     }

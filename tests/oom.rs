@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output};
 
 use common::*;
@@ -372,6 +373,25 @@ fn mount_point(dir: &std::path::Path) -> std::path::PathBuf {
         top = up;
     }
     top.to_path_buf()
+}
+
+#[test]
+fn a_kill_is_reported_when_a_stop_begins_even_without_notification() {
+    // `docker stop` on Docker's read-only cgroupfs: no notification (v1), a worker killed and
+    // reaped by its own parent, then SIGTERM, ignored by the application, and SIGKILL to oominit
+    // 10 s later: no exit record. The kill must be in a live event by then.
+    let cg = MemCgroup::new("32M");
+    let mp = mount_point(&cg.dir);
+    let ro = format!("mount -o remount,bind,ro {0} && ! touch {0}/cgroup.procs 2>/dev/null", mp.display());
+    // The main shell plays the application and the engine: it ignores SIGTERM, has oominit
+    // (its parent) sent one, then kills it.
+    let app = format!("trap '' TERM; {} 128; kill -TERM $PPID; sleep 0.5; kill -KILL $PPID", memhog());
+    let out = in_mount_namespace(&cg, &ro, &["--", "sh", "-c", &app]);
+    assert_eq!(out.status.signal(), Some(9), "oominit was killed: {}", stderr(&out));
+    assert!(records(&out.stderr).iter().all(|r| r["event"] != "exit"), "{}", stderr(&out));
+    let events = oom_events(&out.stderr);
+    assert_eq!(events.len(), 1, "{}", stderr(&out));
+    assert_eq!(events[0]["kills"], 1, "{}", events[0]);
 }
 
 #[test]

@@ -280,6 +280,13 @@ impl Watcher for OomWatch<'_> {
         self.recheck(false, rose)
     }
 
+    /// Kills not reported yet are reported before a stop can end oominit without its exit record
+    /// (where no notification could be registered, nothing else would say them before the exit).
+    fn on_forward(&mut self) -> Option<Action> {
+        self.check();
+        None
+    }
+
     /// A reap is the other moment a kill shows. Without any registration (read-only cgroupfs)
     /// reaps are all there is: re-read at every one. Otherwise as the watch says.
     fn on_reap(&mut self, exits: &[(pid_t, Status)]) -> Option<Action> {

@@ -343,6 +343,27 @@ def s_stop(img):
     return o, f"stopped in {took:.2f}s; the app saw SIGTERM and exited 42; record failed/42 in docker logs"
 
 
+def s_stop_after_a_kill(img):
+    """docker stop of an application that ignores SIGTERM, after one of its workers was killed:
+    oominit is SIGKILLed with no exit record, so the kill must already be in a live event."""
+    cmd = ["/bin/sh", "-c", f"trap '' TERM; /memhog 128; {OOM_CONTROL}; echo ready; while :; do sleep 1; done"]
+    cname = start("stop_after_a_kill", img["scratch"], cmd)
+    deadline = time.time() + 20
+    while "ready" not in docker("logs", cname).stdout:
+        expect(time.time() < deadline, "the application never printed ready")
+        time.sleep(0.1)
+    docker("stop", "-t", "1", cname)
+    o = Outcome(cname)
+    expect(o.exit == 137 and not o.exits, f"docker says ExitCode={o.exit}; {len(o.exits)} exit records")
+    for r in o.records:
+        errors = sorted(VALIDATOR.iter_errors(r), key=lambda e: e.path)
+        expect(not errors, f"record fails the schema: {errors[0].message if errors else ''}")
+    kills = o.events[-1]["kills"] if o.events else None
+    expect(o.kernel_kills == 1 and kills == 1,
+           f"live events {len(o.events)}, last kills {kills}; the kernel's oom_kill {o.kernel_kills}")
+    return o, f"SIGKILLed after 1 s, no exit record; live event kills 1 = oom_kill, watch {o.events[-1]['memory']['watch']}"
+
+
 def s_read_only(img):
     o = run("read_only", img["scratch"], LEAF_CMD, opts=["--read-only"])
     rec = check_leaf(o, "memhog")
@@ -476,7 +497,7 @@ def s_debian_python_pool(img, rw=False):
     return o, f"pool worker killed, main exit 0; leaf_oom kills {rec['oom']['kills']} = oom_kill, {names(rec)}"
 
 
-SCRATCH = [s_leaf, s_strict, s_strict_env, s_main_oom, s_stop, s_read_only, s_user, s_init, s_termination_log,
+SCRATCH = [s_leaf, s_strict, s_strict_env, s_main_oom, s_stop, s_stop_after_a_kill, s_read_only, s_user, s_init, s_termination_log,
            s_cgroup_rw, s_restart]
 def s_debian_python_pool_rw(img):
     return s_debian_python_pool(img, rw=True)
