@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::cgroup::{Counters, Memory, Version};
+use crate::cgroup::{Breakdown, Counters, Memory, Version};
 use crate::reap::Status;
 use crate::signals;
 use crate::spawn::SpawnError;
@@ -94,6 +94,15 @@ pub fn scope(delta: &Counters) -> Option<Scope> {
 /// while it was alive (null when never seen alive), `source` how oominit knows (reaped, proc,
 /// pidfd, vanished), `uncertain` when the evidence does not single it out (more deaths by SIGKILL
 /// than kills and no size stands out, or a process that vanished).
+/// One of the largest processes oominit followed when a kill was seen: its size as last read
+/// alive, victims included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Holder {
+    pub pid: i32,
+    pub comm: Option<String>,
+    pub rss_bytes: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Victim {
     pub pid: i32,
@@ -206,15 +215,22 @@ pub struct OomEvent<'a> {
     #[serde(skip_serializing_if = "is_zero")]
     pub victims_omitted: u64,
     pub counters: Counters,
+    /// What filled the cgroup before the kill; null where `memory.stat` cannot be read.
+    pub breakdown: Option<Breakdown>,
+    pub breakdown_read: Option<Read>,
+    /// The largest processes followed when the kill was seen, at most 3.
+    pub largest: &'a [Holder],
     pub memory: MemoryInfo,
     pub time: String,
 }
 
 impl<'a> OomEvent<'a> {
-    /// The event for these deltas since start, naming `victims` (and `omitted` more), stamped now.
+    /// The event for these deltas since start, naming `victims` (and `omitted` more), with what
+    /// filled the cgroup and who held it (`at_kill`), stamped now.
     pub fn new(
         delta: &Counters,
         (victims, victims_omitted): (&'a [Victim], u64),
+        at_kill: &'a AtKill,
         memory: MemoryInfo,
     ) -> OomEvent<'a> {
         OomEvent {
@@ -225,10 +241,31 @@ impl<'a> OomEvent<'a> {
             victims,
             victims_omitted,
             counters: *delta,
+            breakdown: at_kill.breakdown,
+            breakdown_read: at_kill.breakdown_read,
+            largest: &at_kill.largest,
             memory,
             time: now_rfc3339(),
         }
     }
+}
+
+/// What the cgroup held when a kill was seen.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AtKill {
+    pub breakdown: Option<Breakdown>,
+    pub breakdown_read: Option<Read>,
+    pub largest: Vec<Holder>,
+}
+
+/// When the breakdown was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Read {
+    /// At a wake as the cgroup reached or neared its limit, before the kill.
+    AtLimit,
+    /// Once the kill was seen (no wake before it): the victims' memory may be gone from it.
+    AfterKill,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -278,6 +315,11 @@ pub struct OomInfo {
     pub victims_omitted: u64,
     /// Every counter's rise since start (v1 and v2 differ; see the schema).
     pub counters: Counters,
+    /// What filled the cgroup at the last kill seen; null without one.
+    pub breakdown: Option<Breakdown>,
+    pub breakdown_read: Option<Read>,
+    /// The largest processes followed at the last kill seen.
+    pub largest: Vec<Holder>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -306,13 +348,17 @@ impl ExitRecord {
         serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"event\":\"exit\",\"error\":\"{e}\"}}"))
     }
 
-    /// The record in under [`TERMINATION_LOG_MAX`] bytes: victims' argv is cut first, then
-    /// victims go (the last named first), then main's argv is cut, then the free-text fields.
+    /// The record in under [`TERMINATION_LOG_MAX`] bytes: the largest processes go first, victims'
+    /// argv is cut next, then victims go (the last named first), then main's argv is cut, then
+    /// the free-text fields.
     /// Works on a copy of the struct rather than a JSON tree, which would cost serde_json's map
     /// code in the binary.
     pub fn compact(&self) -> String {
         let mut r = self.clone();
         let fits = |r: &ExitRecord| r.to_line().len() < TERMINATION_LOG_MAX;
+        if !fits(&r) {
+            r.oom.largest.clear();
+        }
         if !fits(&r) {
             for v in &mut r.oom.victims {
                 v.argv.truncate(2);
@@ -506,6 +552,15 @@ mod tests {
                 unnamed: 0,
                 victims_omitted: 0,
                 counters: Counters::default(),
+                breakdown: Some(Breakdown {
+                    anon_bytes: Some(u64::MAX),
+                    file_bytes: Some(u64::MAX),
+                    shmem_bytes: Some(u64::MAX),
+                    kernel_bytes: Some(u64::MAX),
+                    sock_bytes: Some(u64::MAX),
+                }),
+                breakdown_read: Some(Read::AfterKill),
+                largest: vec![Holder { pid: i32::MAX, comm: Some("w".repeat(64)), rss_bytes: u64::MAX }; 3],
             },
             memory,
             duration_ms: 1,
@@ -518,6 +573,7 @@ mod tests {
         assert_eq!(v["exit_code"], 137);
         assert_eq!(v["oom"]["kills"], 100);
         assert_eq!(v["oom"]["victims_omitted"], 100);
+        assert_eq!(v["oom"]["breakdown"]["anon_bytes"], u64::MAX, "what filled it stays");
     }
 
     #[test]

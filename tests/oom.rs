@@ -331,6 +331,73 @@ fn clean_run_reports_peak_and_limit() {
     assert_eq!(exit_record(&out.stderr)["verdict"], "failed");
 }
 
+/// The breakdown's biggest field, and its size.
+fn fullest(b: &serde_json::Value) -> (String, u64) {
+    let fields = b.as_object().unwrap_or_else(|| panic!("no breakdown: {b}"));
+    let (k, v) = fields.iter().max_by_key(|(_, v)| v.as_u64().unwrap_or(0)).unwrap();
+    (k.clone(), v.as_u64().unwrap_or(0))
+}
+
+#[test]
+fn a_heap_hog_shows_as_anonymous_memory() {
+    let cg = MemCgroup::new("32M");
+    let out = sh(&cg, &[], "{memhog} 128; exit 0");
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["verdict"], "leaf_oom", "{r}");
+    let event = &oom_events(&out.stderr)[0];
+    for o in [event, &r["oom"]] {
+        // Read before the kill, at the wake as the cgroup reached its limit: the hog's memory is in.
+        assert_eq!(o["breakdown_read"], "at_limit", "{o}");
+        let (field, bytes) = fullest(&o["breakdown"]);
+        assert_eq!(field, "anon_bytes", "{o}");
+        assert!(bytes >= 24 * MIB, "{bytes} bytes of anon in a 32 MiB cgroup at its limit: {o}");
+        assert_eq!(o["largest"][0]["comm"], "memhog", "{o}");
+    }
+}
+
+#[test]
+fn files_in_tmpfs_show_as_shmem() {
+    // 24 MiB written to a tmpfs count against the limit, and nothing but swap takes them back:
+    // a small hog is then killed, and the record says what filled the cgroup.
+    let cg = MemCgroup::new("32M");
+    let dir = format!("/tmp/oominit-shm-{}", std::process::id());
+    let prepare = format!("mkdir -p {dir} && mount -t tmpfs tmpfs {dir}");
+    let app = format!("dd if=/dev/zero of={dir}/fill bs=1M count=24 2>/dev/null; {} 128; exit 0", memhog());
+    let out = in_mount_namespace(&cg, &prepare, &["--", "sh", "-c", &app]);
+    let _ = std::fs::remove_dir(&dir);
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["verdict"], "leaf_oom", "{r}");
+    let (field, bytes) = fullest(&r["oom"]["breakdown"]);
+    assert_eq!(field, "shmem_bytes", "{r}");
+    assert!(bytes >= 24 * MIB, "{r}");
+}
+
+#[test]
+fn page_cache_alone_is_no_oom() {
+    // Reading a file three times the limit fills the cgroup with page cache, which the kernel
+    // reclaims: no kill, nothing to explain.
+    let cg = MemCgroup::new("32M");
+    let file = std::env::temp_dir().join(format!("oominit-cache-{}", std::process::id()));
+    let fs = std::process::Command::new("stat").args(["-f", "-c", "%T"]).arg(std::env::temp_dir()).output();
+    let fs = fs.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    assert!(
+        !["tmpfs", "ramfs"].contains(&fs.as_str()),
+        "this test needs a disk-backed temp dir ({} is {fs}, where a file is memory, not cache)",
+        std::env::temp_dir().display()
+    );
+    let script = format!(
+        "dd if=/dev/zero of={0} bs=1M count=96 2>/dev/null && cat {0} {0} > /dev/null",
+        file.display()
+    );
+    let out = sh(&cg, &[], &script);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = exit_record(&out.stderr);
+    assert_eq!((r["verdict"].as_str(), r["oom"]["kills"].as_u64()), (Some("clean"), Some(0)), "{r}");
+    assert!(r["oom"]["breakdown"].is_null() && r["oom"]["largest"] == serde_json::json!([]), "{r}");
+    assert!(r["memory"]["peak_bytes"].as_u64().unwrap() >= 24 * MIB, "the cache filled it: {r}");
+}
+
 #[test]
 fn spawn_failure_is_recorded() {
     let out = run(&["--", "/no/such/command"]);

@@ -3,6 +3,7 @@
 //! libcgroups): [`Cgroup::counters`], [`Cgroup::memory`], [`Cgroup::watch`], and the
 //! [`Watch`]'s own methods, which keep each version's notification quirks out of the callers.
 
+pub mod breakdown;
 pub mod discover;
 mod error;
 pub mod keyed;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use breakdown::Breakdown;
 pub use error::CgroupError;
 pub use watch::{Wake, Watch};
 
@@ -35,6 +37,11 @@ impl Version {
     }
 }
 
+/// `memory.stat`, on both versions.
+const STAT: &str = "memory.stat";
+/// Enough for `memory.stat`: about 1 KiB on v1 and v2 (6.1 to 6.18) with 20-digit values.
+const STAT_BYTES: usize = 4096;
+
 /// This process's memory cgroup, with its files held open.
 ///
 /// Why open once: the moment to read them is the moment the cgroup is full. Opening a cgroup file
@@ -46,6 +53,8 @@ pub struct Cgroup {
     pub version: Version,
     pub dir: PathBuf,
     files: Vec<(&'static str, fs::File)>,
+    /// Where `memory.stat` is read into: touched at start, as a read at the limit must not fault.
+    stat_buf: Vec<u8>,
 }
 
 /// OOM counters, as read. Fields a version lacks stay `None` and are left out of records.
@@ -157,7 +166,7 @@ impl Cgroup {
         };
         let path = dir.join(counters);
         let first = fs::File::open(&path).map_err(|e| CgroupError::io("opening", path, e))?;
-        let mut cg = Cgroup { version, dir, files: vec![(counters, first)] };
+        let mut cg = Cgroup { version, dir, files: vec![(counters, first)], stat_buf: Vec::new() };
         cg.open_optional(more);
         Ok(cg)
     }
@@ -169,6 +178,9 @@ impl Cgroup {
             Version::V1 => v1::FILES,
             Version::V2 => v2::FILES,
         });
+        self.stat_buf = vec![0; STAT_BYTES];
+        // Its first read makes the kernel's buffer for it, charged to the cgroup: now, with room.
+        self.breakdown();
     }
 
     fn open_optional(&mut self, names: &[&'static str]) {
@@ -182,7 +194,7 @@ impl Cgroup {
     }
 
     /// Re-read a held-open file from offset 0 into `buf`: its text.
-    fn read<'b>(&self, name: &str, buf: &'b mut [u8; 1024]) -> Result<&'b str, CgroupError> {
+    fn read<'b>(&self, name: &str, buf: &'b mut [u8]) -> Result<&'b str, CgroupError> {
         let Some((_, f)) = self.files.iter().find(|(n, _)| *n == name) else {
             return Err(CgroupError::NotOpen(self.file(name)));
         };
@@ -202,6 +214,17 @@ impl Cgroup {
             Version::V1 => v1::counters(self),
             Version::V2 => v2::counters(self),
         }
+    }
+
+    /// What fills the cgroup now (`memory.stat`), or None where it cannot be read.
+    pub fn breakdown(&mut self) -> Option<Breakdown> {
+        let mut buf = std::mem::take(&mut self.stat_buf);
+        let b = self.read(STAT, &mut buf).ok().map(|stat| match self.version {
+            Version::V1 => v1::breakdown(self, stat),
+            Version::V2 => breakdown::v2(stat),
+        });
+        self.stat_buf = buf;
+        b
     }
 
     /// v1 only (None on v2, where `oom` says it): see [`Counters::peak_at_limit`].

@@ -22,7 +22,19 @@ pub const FILES: &[&str] = &[
     "memory.usage_in_bytes",
     "memory.memsw.limit_in_bytes",
     "memory.memsw.max_usage_in_bytes",
+    super::STAT,
+    KMEM,
+    KMEM_TCP,
 ];
+/// Kernel memory and TCP buffers, outside `memory.stat` on v1 (absent where kmem accounting is
+/// off).
+const KMEM: &str = "memory.kmem.usage_in_bytes";
+const KMEM_TCP: &str = "memory.kmem.tcp.usage_in_bytes";
+
+pub fn breakdown(cg: &Cgroup, stat: &str) -> super::Breakdown {
+    let num = |name| cg.number(name).flatten();
+    super::breakdown::v1(stat, num(KMEM), num(KMEM_TCP))
+}
 
 /// The kernel charges in batches of up to 64 pages; a charge that fails near the limit leaves the
 /// high-water mark up to that far below it.

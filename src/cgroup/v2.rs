@@ -7,7 +7,7 @@ use super::{keyed, Cgroup, CgroupError, Counters, Memory};
 
 pub const EVENTS: &str = "memory.events";
 pub const COUNTERS: &[&str] = &[];
-pub const FILES: &[&str] = &["memory.max", "memory.peak", "memory.current"];
+pub const FILES: &[&str] = &["memory.max", "memory.peak", "memory.current", super::STAT];
 
 pub fn counters(cg: &Cgroup) -> Result<Counters, CgroupError> {
     let mut buf = [0u8; 1024];

@@ -16,11 +16,11 @@ use std::time::Duration;
 use nix::libc::pid_t;
 
 use self::headroom::{Headroom, Listing, Snapshot};
-use crate::cgroup::{Cgroup, CgroupError, Counters, Memory, Wake, Watch};
+use crate::cgroup::{Breakdown, Cgroup, CgroupError, Counters, Memory, Wake, Watch};
 use crate::diag;
 use crate::emit::Emitter;
 use crate::reap::Status;
-use crate::record::{ArgvShown, MemoryInfo, OomEvent, Victim};
+use crate::record::{ArgvShown, AtKill, Holder, MemoryInfo, OomEvent, Read, Victim};
 use crate::sink::Sink;
 use crate::supervise::{Action, Watcher};
 use crate::victims::{tracker, Victims};
@@ -53,9 +53,16 @@ pub struct OomWatch<'a> {
     /// The kill count already reported in a live event.
     reported: u64,
     victims: Victims,
+    /// What filled the cgroup at the latest wake at or near its limit since the last kill.
+    filling: Option<Breakdown>,
+    /// What the cgroup held at the last kill seen.
+    at_kill: AtKill,
     headroom: Headroom,
     emitter: Emitter<'a>,
 }
+
+/// The largest processes a record lists.
+const LARGEST: usize = 3;
 
 /// What the cgroup says at the end.
 pub struct Observed {
@@ -67,6 +74,7 @@ pub struct Observed {
     /// Victims named for certain, all counted.
     pub certain: u64,
     pub main_named: bool,
+    pub at_kill: AtKill,
 }
 
 impl<'a> OomWatch<'a> {
@@ -118,10 +126,21 @@ impl<'a> OomWatch<'a> {
             baseline: counters,
             reported: 0,
             victims,
+            filling: None,
+            at_kill: AtKill { largest: Vec::with_capacity(LARGEST), ..AtKill::default() },
             headroom,
             emitter: Emitter::new(sink),
         };
-        let nothing = OomEvent::new(&w.baseline.since(&w.baseline), w.victims.latest(), w.memory_info());
+        // A dry run with every field the size it will be, to warm the serializer and its buffer.
+        let mut full = AtKill {
+            breakdown: w.cgroup.as_mut().ok().and_then(Cgroup::breakdown),
+            breakdown_read: Some(Read::AfterKill),
+            largest: Vec::new(),
+        };
+        full.largest
+            .resize(LARGEST, Holder { pid: i32::MAX, comm: Some("x".repeat(15)), rss_bytes: u64::MAX });
+        let nothing =
+            OomEvent::new(&w.baseline.since(&w.baseline), w.victims.latest(), &full, w.memory_info());
         w.emitter.prepare(&nothing);
         w
     }
@@ -146,6 +165,11 @@ impl<'a> OomWatch<'a> {
 
     fn memory(&self) -> Memory {
         memory(&self.cgroup)
+    }
+
+    /// `memory.stat`, through a file held open into a buffer touched at start: no charge.
+    fn breakdown(&mut self) -> Option<Breakdown> {
+        self.cgroup.as_mut().ok().and_then(Cgroup::breakdown)
     }
 
     fn memory_info(&self) -> MemoryInfo {
@@ -194,6 +218,14 @@ impl<'a> OomWatch<'a> {
             self.victims.settle(0);
             return (Some(delta), false);
         }
+        // What filled it: as read at a wake before the kill, else now, before the victims'
+        // memory is given back.
+        let (breakdown, read) = match self.filling.take() {
+            Some(b) => (Some(b), Read::AtLimit),
+            None => (self.breakdown(), Read::AfterKill),
+        };
+        self.at_kill.breakdown = breakdown;
+        self.at_kill.breakdown_read = breakdown.map(|_| read);
         // The victims are dying now: look again at once, through what is open.
         match headroom::after_kill(&self.snapshot()) {
             Listing::List => self.list(),
@@ -206,7 +238,8 @@ impl<'a> OomWatch<'a> {
         self.victims.settle(new);
         self.headroom.reported(self.victims.certain() >= kills);
         self.reported = kills;
-        let event = OomEvent::new(&delta, self.victims.latest(), self.memory_info());
+        self.victims.largest(LARGEST, &mut self.at_kill.largest);
+        let event = OomEvent::new(&delta, self.victims.latest(), &self.at_kill, self.memory_info());
         self.emitter.emit(&event);
         (Some(delta), true)
     }
@@ -240,7 +273,7 @@ impl<'a> OomWatch<'a> {
         let memory = self.memory_info();
         let (certain, main_named) = (self.victims.certain(), self.victims.main_named());
         let (victims, victims_omitted) = self.victims.into_kept();
-        Observed { delta, memory, victims, victims_omitted, certain, main_named }
+        Observed { delta, memory, victims, victims_omitted, certain, main_named, at_kill: self.at_kill }
     }
 }
 
@@ -256,6 +289,10 @@ impl Watcher for OomWatch<'_> {
         let cgroup = self.cgroup.as_ref().ok();
         let wake = self.watch.as_mut()?.wake(which, || cgroup?.memory().usage_bytes)?;
         let (_, rose) = self.check();
+        // At or near the limit, no kill yet: what fills it now is what a kill will be for.
+        if !rose && !matches!(wake, Wake::Nearing { rising: false }) {
+            self.filling = self.breakdown();
+        }
         match wake {
             Wake::OomBegins => return self.recheck(true, rose),
             Wake::Events => {}

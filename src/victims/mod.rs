@@ -23,7 +23,7 @@ use self::named::Named;
 use self::tracker::{State, Tracked, Tracker};
 use crate::cgroup::Version;
 use crate::reap::Status;
-use crate::record::{ArgvShown, Victim};
+use crate::record::{ArgvShown, Holder, Victim};
 
 /// Default: following nothing (no allocation).
 #[derive(Default)]
@@ -142,6 +142,23 @@ impl Victims {
         top[1]
     }
 
+    /// The `n` largest processes followed, by size as last seen alive (victims included: they
+    /// held the memory), largest first, into `out`.
+    pub fn largest(&self, n: usize, out: &mut Vec<Holder>) {
+        out.clear();
+        let mut last: Option<(u64, pid_t)> = None;
+        for _ in 0..n {
+            // The next largest after `last`, by (size, pid): no sort, no allocation.
+            let below = |t: &&Tracked| t.rss_bytes.is_some_and(|r| last.map_or(true, |l| (r, t.pid) < l));
+            let Some(t) = self.tracker.entries.iter().filter(below).max_by_key(|t| (t.rss_bytes, t.pid))
+            else {
+                break;
+            };
+            last = t.rss_bytes.map(|r| (r, t.pid));
+            out.extend(t.holder());
+        }
+    }
+
     /// How many are named with certainty.
     pub fn certain(&self) -> u64 {
         self.named.certain()
@@ -230,6 +247,25 @@ mod tests {
         v.settle(1);
         assert_eq!(named(&v), [(20, Source::Reaped, false)]);
         assert_eq!(v.named.kept_clone()[0].comm, None, "never seen alive: no name is made up");
+    }
+
+    #[test]
+    fn the_largest_are_listed_largest_first_victims_included() {
+        let mut v = Victims::default();
+        for (pid, rss) in [(2, Some(30)), (3, Some(50)), (4, None), (5, Some(30)), (6, Some(10))] {
+            let mut t = Tracked::alive(pid);
+            t.rss_bytes = rss;
+            v.tracker.entries.push(t);
+        }
+        let mut dead = Tracked::dead(7, Death::Killed(Source::Proc), 0);
+        dead.rss_bytes = Some(90);
+        v.tracker.entries.push(dead);
+        let mut out = Vec::new();
+        v.largest(3, &mut out);
+        let got: Vec<(i32, u64)> = out.iter().map(|h| (h.pid, h.rss_bytes)).collect();
+        assert_eq!(got, [(7, 90), (3, 50), (5, 30)], "ties broken by pid, never listed twice");
+        v.largest(10, &mut out);
+        assert_eq!(out.len(), 5, "never seen alive: not listed");
     }
 
     #[test]

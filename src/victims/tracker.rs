@@ -16,7 +16,7 @@ use super::attribution::{Death, Size, Source};
 use crate::pidfd::{self, Pidfd};
 use crate::procfs;
 use crate::reap::Status;
-use crate::record::{ArgvShown, Victim};
+use crate::record::{ArgvShown, Holder, Victim};
 
 /// Descriptors following may hold at most, whatever RLIMIT_NOFILE allows.
 const MAX_FDS: usize = 256;
@@ -344,10 +344,19 @@ impl Tracked {
         }
     }
 
+    /// Its size as last seen alive, with its name; None if never seen alive.
+    pub fn holder(&self) -> Option<Holder> {
+        Some(Holder { pid: self.pid, comm: self.comm(), rss_bytes: self.rss_bytes? })
+    }
+
+    fn comm(&self) -> Option<String> {
+        self.comm_len.map(|n| String::from_utf8_lossy(&self.comm[..n]).into_owned())
+    }
+
     pub fn victim(&self, source: Source, uncertain: bool) -> Victim {
         Victim {
             pid: self.pid,
-            comm: self.comm_len.map(|n| String::from_utf8_lossy(&self.comm[..n]).into_owned()),
+            comm: self.comm(),
             argv: self.argv.clone(),
             rss_bytes: self.rss_bytes,
             main: self.main,

@@ -276,7 +276,20 @@ def check_leaf(o, comm, strict=False, exit_code=None, named=False):
         expect(v["comm"] is not None and v["comm"].startswith(comm) and not v["main"], f"victim {json.dumps(v)}")
     expect(rec["memory"]["limit_bytes"] == 32 * MIB or comm != "memhog", f"limit_bytes {rec['memory']['limit_bytes']}")
     expect(o.events, "no live oom event")
+    check_breakdown(rec, o)
     return rec
+
+
+def check_breakdown(rec, o):
+    """What filled it: read at the limit where oominit is woken (memhog's anonymous memory the
+    bulk of it), after the kill where it is not (Docker's read-only v1 cgroupfs)."""
+    b, read = rec["oom"]["breakdown"], rec["oom"]["breakdown_read"]
+    expect(b is not None, "no breakdown in the exit record")
+    watch = rec["memory"]["watch"]
+    expect(read == ("after_kill" if watch == "reap" else "at_limit"), f"breakdown_read {read} with watch {watch}")
+    if read == "at_limit" and rec["memory"]["limit_bytes"] == 32 * MIB:
+        expect(b["anon_bytes"] >= 16 * MIB, f"breakdown {b}: the hog's anonymous memory missing")
+    expect(o.events[-1]["breakdown"] is not None, "no breakdown in the live event")
 
 
 LEAF_CMD = ["/bin/sh", "-c", f"/memhog 128; echo worker died, service carries on; {OOM_CONTROL}; exit 0"]
