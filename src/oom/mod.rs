@@ -11,7 +11,7 @@
 pub mod headroom;
 
 use std::os::fd::BorrowedFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::libc::pid_t;
 
@@ -53,8 +53,8 @@ pub struct OomWatch<'a> {
     /// The kill count already reported in a live event.
     reported: u64,
     victims: Victims,
-    /// What filled the cgroup at the latest wake at or near its limit since the last kill.
-    filling: Option<Breakdown>,
+    /// What filled the cgroup at a recent wake at or near its limit, and when it was read.
+    filling: Option<(Breakdown, Instant)>,
     /// What the cgroup held at the last kill seen.
     at_kill: AtKill,
     headroom: Headroom,
@@ -63,6 +63,12 @@ pub struct OomWatch<'a> {
 
 /// The largest processes a record lists.
 const LARGEST: usize = 3;
+/// `memory.stat` is read at most this often at wakes: v2 raises hundreds of `max` events while a
+/// cgroup sits at its limit, and each read costs the kernel a stats flush; on the VM's one CPU a
+/// read at every wake slowed the listing enough to miss victims.
+const FILLING_EVERY: Duration = Duration::from_millis(100);
+/// A reading older than this says nothing about a kill now.
+const FILLING_FRESH: Duration = Duration::from_secs(1);
 
 /// What the cgroup says at the end.
 pub struct Observed {
@@ -167,6 +173,11 @@ impl<'a> OomWatch<'a> {
         memory(&self.cgroup)
     }
 
+    /// At or near the limit, no kill yet: what fills the cgroup now is what a kill will be for.
+    fn note_filling(&mut self) {
+        self.filling = self.breakdown().map(|b| (b, Instant::now()));
+    }
+
     /// `memory.stat`, through a file held open into a buffer touched at start: no charge.
     fn breakdown(&mut self) -> Option<Breakdown> {
         self.cgroup.as_mut().ok().and_then(Cgroup::breakdown)
@@ -220,8 +231,9 @@ impl<'a> OomWatch<'a> {
         }
         // What filled it: as read at a wake before the kill, else now, before the victims'
         // memory is given back.
-        let (breakdown, read) = match self.filling.take() {
-            Some(b) => (Some(b), Read::AtLimit),
+        let fresh = self.filling.filter(|(_, at)| at.elapsed() < FILLING_FRESH);
+        let (breakdown, read) = match fresh {
+            Some((b, _)) => (Some(b), Read::AtLimit),
             None => (self.breakdown(), Read::AfterKill),
         };
         self.at_kill.breakdown = breakdown;
@@ -289,12 +301,14 @@ impl Watcher for OomWatch<'_> {
         let cgroup = self.cgroup.as_ref().ok();
         let wake = self.watch.as_mut()?.wake(which, || cgroup?.memory().usage_bytes)?;
         let (_, rose) = self.check();
-        // At or near the limit, no kill yet: what fills it now is what a kill will be for.
-        if !rose && !matches!(wake, Wake::Nearing { rising: false }) {
-            self.filling = self.breakdown();
-        }
         match wake {
-            Wake::OomBegins => return self.recheck(true, rose),
+            Wake::OomBegins => {
+                // v1, once per OOM: the cgroup at its limit, the victim not yet chosen.
+                if !rose {
+                    self.note_filling();
+                }
+                return self.recheck(true, rose);
+            }
             Wake::Events => {}
             Wake::Nearing { rising: false } => return None,
             Wake::Nearing { rising: true } => {}
@@ -308,6 +322,10 @@ impl Watcher for OomWatch<'_> {
                 self.headroom.retake(|| memory(cgroup));
             }
             self.list();
+        }
+        // After the listing, which must not wait for it.
+        if self.filling.map_or(true, |(_, at)| at.elapsed() >= FILLING_EVERY) {
+            self.note_filling();
         }
         None
     }
