@@ -41,6 +41,7 @@ OOM reporting:
       --no-oom-protect     leave oominit's own oom_score_adj alone (default: -1000)
       --argv all|argv0|none  how much of each process's argv records show (default all:
                            16 arguments of 256 bytes); arguments can carry secrets
+      --no-summary         no human line on stderr saying what was OOM-killed at exit
 
   -v, --verbose            more diagnostics on stderr (repeat for more)
   -V, --version            print the version and exit
@@ -48,7 +49,8 @@ OOM reporting:
 
 Environment (the TINI_ names are honoured too):
   OOMINIT_SUBREAPER, OOMINIT_KILL_PROCESS_GROUP, OOMINIT_VERBOSITY=N,
-  OOMINIT_STRICT, OOMINIT_OOM_EXIT_CODE=N, OOMINIT_RECORD=TARGET, OOMINIT_ARGV
+  OOMINIT_STRICT, OOMINIT_OOM_EXIT_CODE=N, OOMINIT_RECORD=TARGET, OOMINIT_ARGV,
+  OOMINIT_SUMMARY=0
 
 Exit codes: COMMAND's own; 128+N if it died of signal N; the OOM exit code under
 --strict; 127 command not found; 126 command not executable; 2 usage error;
@@ -80,6 +82,8 @@ pub struct Config {
     pub termination_log: Option<PathBuf>,
     pub protect: bool,
     pub argv_shown: ArgvShown,
+    /// Say in one line on stderr what was OOM-killed, before the exit record.
+    pub summary: bool,
 }
 
 pub const DEFAULT_TERMINATION_LOG: &str = "/dev/termination-log";
@@ -126,6 +130,12 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
         termination_log: Some(PathBuf::from(DEFAULT_TERMINATION_LOG)),
         protect: true,
         argv_shown: ArgvShown::All,
+        summary: match env("OOMINIT_SUMMARY")? {
+            Some(v) => {
+                env_bool(&v).ok_or_else(|| format!("OOMINIT_SUMMARY={v:?} is not a boolean (use 1 or 0)"))?
+            }
+            None => true,
+        },
     };
     if let Some(v) = env("OOMINIT_ARGV")? {
         cfg.argv_shown = ArgvShown::parse(&v).map_err(|e| format!("OOMINIT_ARGV: {e}"))?;
@@ -166,6 +176,7 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
             }
             Long("no-termination-log") => cfg.termination_log = None,
             Long("no-oom-protect") => cfg.protect = false,
+            Long("no-summary") => cfg.summary = false,
             Long("argv") => {
                 cfg.argv_shown = ArgvShown::parse(&value(&mut p)?).map_err(|e| format!("--argv: {e}"))?
             }

@@ -22,6 +22,7 @@ pub mod record;
 pub mod signals;
 pub mod sink;
 pub mod spawn;
+pub mod summary;
 pub mod supervise;
 pub mod victims;
 
@@ -103,6 +104,10 @@ fn run(cfg: &Config) -> Result<i32, Error> {
         }
     };
     let record = exit_record(cfg, pid, end, watch.finish(), sigkilled_by_oominit, started);
+    // Before the record, which is the last line oominit writes.
+    if let Some(line) = summary::line(&record).filter(|_| cfg.summary) {
+        diag::line(format_args!("{line}"));
+    }
     Emitter::new(&sink).emit(&record);
     if let Some(path) = &cfg.termination_log {
         if sink::termination_log(path, &record.compact()) {
