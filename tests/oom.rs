@@ -139,6 +139,46 @@ fn leaf_reaped_by_oominit_is_named() {
     assert_leaf_named(&r, leaf_pid(&out), &["proc", "reaped", "pidfd"]);
 }
 
+/// `cmd` run without CAP_SYS_PTRACE, as root in a container is: dropped from the bounding set
+/// before sh's exec, so that neither sh nor oominit after it has it.
+fn without_ptrace(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    const CAP_SYS_PTRACE: nix::libc::c_ulong = 19;
+    // SAFETY: between fork and exec the child makes one raw system call.
+    unsafe {
+        cmd.pre_exec(|| {
+            if nix::libc::prctl(nix::libc::PR_CAPBSET_DROP, CAP_SYS_PTRACE, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+#[test]
+fn a_victim_under_another_uid_is_named_without_the_right_to_ptrace_it() {
+    // A server's worker dropped to another uid, watched by a root without CAP_SYS_PTRACE (a
+    // container's): its stat's exit code reads 0, its pending SIGKILL is gone once its exit
+    // begins. Its parent (`sleep`, after sh's exec) never reaps it, so the look after the kill
+    // finds it exiting or a zombie: only its status's ShdPnd says SIGKILL.
+    let cg = MemCgroup::new("32M");
+    let script = format!(
+        "{asuser} 1000 sh -c '{memhog} 128 & echo leaf $!; exec sleep 1'; exit 0",
+        asuser = example("asuser").display(),
+        memhog = memhog()
+    );
+    let out = run_cmd(without_ptrace(&mut cg.oominit(&["--", "sh", "-c", &script])));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("asuser:"), "{}", stderr(&out));
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["verdict"], "leaf_oom", "{r}");
+    assert_eq!(r["oom"]["kills"], 1);
+    let events = oom_events(&out.stderr);
+    assert_eq!(events.len(), 1, "{}", stderr(&out));
+    assert_leaf_named(&events[0], leaf_pid(&out), &["proc", "pidfd"]);
+    assert_leaf_named(&r, leaf_pid(&out), &["proc", "pidfd"]);
+}
+
 #[test]
 fn a_kill_9_is_never_named_as_an_oom_victim() {
     // `sleep` is seen alive (the first memhog passes 3/4 of the limit), then killed with

@@ -83,7 +83,7 @@ def scratch_image(oominit):
             if applet != "busybox":
                 os.symlink("busybox", f"{d}/bin/{applet}")
         shutil.copy(oominit, f"{d}/oominit")
-        for ex in ("memhog", "workers", "sigprobe"):
+        for ex in ("memhog", "workers", "sigprobe", "asuser"):
             shutil.copy(os.path.join(os.path.dirname(oominit), "examples", ex), f"{d}/{ex}")
         with open(f"{d}/etc/passwd", "w") as f:
             f.write("root:x:0:0:root:/:/bin/sh\napp:x:1000:1000:app:/:/bin/sh\n")
@@ -396,6 +396,36 @@ def s_cgroup_rw(img):
     return o, f"path {rec['memory']['path'][:30]}..., watch eventfd, leaf_oom kills {rec['oom']['kills']}; {names(rec)}"
 
 
+def leaf_named(o, rec, sources):
+    """The worker the command printed as `leaf PID` is the one victim, named for certain."""
+    m = re.search(r"^leaf (\d+)$", o.stdout, re.M)
+    expect(m, "the command printed no leaf pid")
+    v = rec["oom"]["victims"]
+    expect(len(v) == 1 and v[0]["pid"] == int(m.group(1)) and v[0]["comm"] == "memhog" and not v[0]["uncertain"]
+           and v[0]["source"] in sources, f"leaf {m.group(1)}, victims {json.dumps(v)}")
+    expect(rec["oom"]["unnamed"] == 0, f"unnamed {rec['oom']['unnamed']}")
+
+
+def s_uid_rw(img):
+    """A worker under another uid (as a server's, after setpriv/gosu/su), its parent holding its
+    zombie: Docker's root has no CAP_SYS_PTRACE, so its stat hides the exit code; its status's
+    ShdPnd still says SIGKILL."""
+    cmd = ["/bin/sh", "-c", f"/asuser 1000 sh -c '/memhog 128 & echo leaf $!; exec sleep 1'; {OOM_CONTROL}; exit 0"]
+    o = run("uid_rw", img["scratch"], cmd, opts=["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"])
+    rec = check_leaf(o, "memhog", named=True)
+    leaf_named(o, rec, ("proc", "pidfd"))
+    return o, f"uid 1000, watch {rec['memory']['watch']}: {names(rec)}, source {rec['oom']['victims'][0]['source']}"
+
+
+def s_uid_rw_reaped(img):
+    """The same worker reaped at once by its own parent (a shell under the same uid)."""
+    cmd = ["/bin/sh", "-c", f"/asuser 1000 sh -c '/memhog 128 & echo leaf $!; wait'; {OOM_CONTROL}; exit 0"]
+    o = run("uid_rw_reaped", img["scratch"], cmd, opts=["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"])
+    rec = check_leaf(o, "memhog", named=True)
+    leaf_named(o, rec, ("proc", "pidfd"))
+    return o, f"uid 1000, reaped by its shell: {names(rec)}, source {rec['oom']['victims'][0]['source']}"
+
+
 def s_restart(img):
     cname = start("restart", img["scratch"], ["/memhog", "128"], opts=["--restart", "on-failure:2"])
     deadline = time.time() + 90
@@ -477,7 +507,7 @@ def s_debian_python_pool(img, rw=False):
 
 
 SCRATCH = [s_leaf, s_strict, s_strict_env, s_main_oom, s_stop, s_read_only, s_user, s_init, s_termination_log,
-           s_cgroup_rw, s_restart]
+           s_cgroup_rw, s_uid_rw, s_uid_rw_reaped, s_restart]
 def s_debian_python_pool_rw(img):
     return s_debian_python_pool(img, rw=True)
 
