@@ -214,6 +214,31 @@ impl Tracker {
         }
     }
 
+    /// `pid`, oominit's child, ended by `status` and is not reaped yet: the last moment its stat
+    /// still names it (a zombie keeps its comm). One followed is looked at through its stat held
+    /// open. One killed by SIGKILL and never followed (an orphan oominit adopted unseen) has its
+    /// stat opened and read now, if `may_open` says so (the headroom rule's call: an open is a
+    /// charge) and there is room for an entry; the descriptor is not kept.
+    pub fn before_reap(&mut self, pid: pid_t, status: Status, may_open: impl FnOnce() -> bool, reads: u64) {
+        if status != Status::Signaled(libc::SIGKILL) {
+            return;
+        }
+        if let Some(t) = self.entries.iter_mut().find(|t| t.pid == pid) {
+            if t.state == State::Alive {
+                t.look(self.page_size, reads);
+            }
+            return;
+        }
+        if self.entries.len() >= MAX_ENTRIES || !may_open() {
+            return;
+        }
+        let Ok(stat) = File::open(format!("/proc/{pid}/stat")) else { return };
+        let mut t = Tracked::new(pid, self.main == Some(pid), Some(stat), None);
+        t.look(self.page_size, reads);
+        t.stat = None;
+        self.entries.push(t);
+    }
+
     /// oominit reaped these (stamped with read number `reads`).
     pub fn reaped(&mut self, exits: &[(pid_t, Status)], reads: u64) {
         for &(pid, status) in exits {
@@ -421,7 +446,10 @@ impl Tracked {
         procfs::shared_sigkill(text)
     }
 
+    /// As a victim. One that nothing names (not the main process, no comm, no argv: never seen
+    /// alive, nor as a zombie) is never named for certain: `unnamed` counts its kill.
     pub fn victim(&self, source: Source, uncertain: bool) -> Victim {
+        let nameless = !self.main && self.comm_len.is_none() && self.argv.is_empty();
         Victim {
             pid: self.pid,
             comm: self.comm_len.map(|n| String::from_utf8_lossy(&self.comm[..n]).into_owned()),
@@ -429,7 +457,7 @@ impl Tracked {
             rss_bytes: self.rss_bytes,
             main: self.main,
             source,
-            uncertain,
+            uncertain: uncertain || nameless,
         }
     }
 

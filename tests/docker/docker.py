@@ -313,9 +313,9 @@ def s_main_oom(img):
     expect(rec["verdict"] == "main_oom" and rec["exit_code"] == 137, f"verdict {rec['verdict']} exit_code {rec['exit_code']}")
     expect(rec["main"]["signal"] == 9 and rec["oom"]["main_killed"], f"main {rec['main']} main_killed {rec['oom']['main_killed']}")
     mains = [v for v in rec["oom"]["victims"] if v["main"]]
-    # Its comm is null when oominit never read it (behind the read-only cgroupfs nothing wakes it
-    # before the kill); the argv it started it with names it.
-    expect(len(mains) == 1 and mains[0]["comm"] in ("memhog", None) and mains[0]["argv"] == ["/memhog", "128"]
+    # Behind the read-only cgroupfs nothing wakes oominit before the kill: its comm is read from
+    # its zombie before oominit reaps it; its argv is the one oominit started it with.
+    expect(len(mains) == 1 and mains[0]["comm"] == "memhog" and mains[0]["argv"] == ["/memhog", "128"]
            and not mains[0]["uncertain"], f"victims {rec['oom']['victims']}")
     expect(rec["oom"]["kills"] >= 1, f"kills {rec['oom']['kills']}")
     return o, f"OOMKilled true ExitCode 137; main_oom, memhog named main, kills {rec['oom']['kills']}"
@@ -426,6 +426,16 @@ def s_uid_rw_reaped(img):
     return o, f"uid 1000, reaped by its shell: {names(rec)}, source {rec['oom']['victims'][0]['source']}"
 
 
+def s_orphan(img):
+    """A double-forked worker, adopted by oominit and never seen alive (read-only cgroupfs: no
+    wake before the kill): named from its zombie's stat before oominit reaps it."""
+    cmd = ["/bin/sh", "-c", f"(sh -c 'echo leaf $$; exec /memhog 128' &); sleep 2; {OOM_CONTROL}; exit 0"]
+    o = run("orphan", img["scratch"], cmd)
+    rec = check_leaf(o, "memhog")
+    leaf_named(o, rec, ("reaped",))
+    return o, f"watch {rec['memory']['watch']}: {names(rec)}, source reaped"
+
+
 def s_restart(img):
     cname = start("restart", img["scratch"], ["/memhog", "128"], opts=["--restart", "on-failure:2"])
     deadline = time.time() + 90
@@ -507,7 +517,7 @@ def s_debian_python_pool(img, rw=False):
 
 
 SCRATCH = [s_leaf, s_strict, s_strict_env, s_main_oom, s_stop, s_read_only, s_user, s_init, s_termination_log,
-           s_cgroup_rw, s_uid_rw, s_uid_rw_reaped, s_restart]
+           s_cgroup_rw, s_uid_rw, s_uid_rw_reaped, s_orphan, s_restart]
 def s_debian_python_pool_rw(img):
     return s_debian_python_pool(img, rw=True)
 
