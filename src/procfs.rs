@@ -18,6 +18,12 @@ pub fn stat_ppid(stat: &str) -> Option<pid_t> {
 /// The kernel's PF_EXITING task flag (include/linux/sched.h): set in do_exit before the memory
 /// is released, so a process showing it no longer shows the size it was killed at.
 const PF_EXITING: u64 = 0x4;
+/// PF_SIGNALED: set by get_signal (kernel/signal.c) in the thread that takes a fatal signal,
+/// before it calls do_group_exit; every thread of a group being killed takes one. Which signal
+/// it was, the flags do not say.
+const PF_SIGNALED: u64 = 0x400;
+/// SIGKILL's bit in a signal set.
+const SIGKILL_BIT: u64 = 1 << (nix::libc::SIGKILL - 1);
 
 /// What `/proc/PID/stat` says about a process that may be an OOM victim.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,14 +34,25 @@ pub struct Stat<'a> {
     pub exiting: bool,
     /// Dead (state Z or X): its memory is released, only the exit status is left to reap.
     pub dead: bool,
-    /// SIGKILL is pending (field 31, the leader's pending set: the kernel adds a group SIGKILL to
-    /// every thread's own set, complete_signal). The OOM killer's SIGKILL shows here until the
-    /// victim dequeues it.
-    pub sigkill_pending: bool,
+    /// A fatal signal is pending: SIGKILL's bit in field 31, the leader's own pending set. When a
+    /// signal that kills the whole group arrives (complete_signal, kernel/signal.c), the kernel
+    /// adds SIGKILL to every thread's own set, whichever signal it was: an unhandled SIGTERM
+    /// shows here as SIGKILL too (measured on 6.18). Cleared when the victim dequeues it, as its
+    /// exit begins. Shown to every reader.
+    pub fatal_pending: bool,
+    /// PF_SIGNALED (field 9): the process took a fatal signal, which one unknown. Shown to every
+    /// reader.
+    pub signaled: bool,
     /// The wait status of the exit under way or done (field 52, kernel 3.5+; 9 for SIGKILL, set
     /// before the memory is released, seen on 6.18 even before the victim ran again). Shown only
-    /// to a reader allowed to ptrace the process (root), 0 otherwise.
+    /// to a reader allowed to ptrace the process, 0 otherwise: see `exit_code_shown`.
     pub exit_code: Option<i32>,
+    /// Whether this reader may see the exit code (do_task_stat's `permitted`: ptrace_may_access
+    /// in read mode). Another uid's process needs CAP_SYS_PTRACE, which a container's root lacks;
+    /// so does a non-dumpable one. Told by fields 26 and 27 (start and end of code): the kernel
+    /// shows 1 for both to a reader it does not permit, the real addresses otherwise. None
+    /// without a memory map to show (exiting, a zombie, a kernel thread).
+    pub exit_code_shown: Option<bool>,
 }
 
 /// Parse the text of `/proc/PID/stat`. The name sits between the first '(' and the last ')' and
@@ -44,7 +61,8 @@ pub fn stat(stat: &str) -> Option<Stat<'_>> {
     let open = stat.find('(')?;
     let close = stat.rfind(')')?;
     let comm = stat.get(open + 1..close)?;
-    // Fields from 3 (state) on; flags is field 9, rss 24, pending signals 31, exit code 52.
+    // Fields from 3 (state) on; flags is field 9, rss 24, start and end of code 26 and 27,
+    // pending signals 31, exit code 52.
     let mut f = [""; 50];
     let mut n = 0;
     for (slot, field) in f.iter_mut().zip(stat.get(close + 1..)?.split_ascii_whitespace()) {
@@ -58,14 +76,37 @@ pub fn stat(stat: &str) -> Option<Stat<'_>> {
     let flags: u64 = field(9).parse().ok()?;
     let pending: u64 = field(31).parse().unwrap_or(0);
     let dead = matches!(field(3), "Z" | "X");
+    let exit_code_shown = match (field(26), field(27)) {
+        ("1", "1") => Some(false),
+        ("0" | "", _) => None,
+        _ => Some(true),
+    };
     Some(Stat {
         comm,
         rss_pages: field(24).parse().ok()?,
         exiting: dead || flags & PF_EXITING != 0,
         dead,
-        sigkill_pending: pending & (1 << (nix::libc::SIGKILL - 1)) != 0,
+        fatal_pending: pending & SIGKILL_BIT != 0,
+        signaled: flags & PF_SIGNALED != 0,
         exit_code: field(52).parse().ok(),
+        exit_code_shown,
     })
+}
+
+/// Whether `/proc/PID/status` shows SIGKILL in `ShdPnd`, the process's shared pending set; None
+/// when the line is not there (cut off, or not a status file).
+///
+/// A SIGKILL sent to a process (kill(2), and the OOM killer's, which is sent to the whole thread
+/// group) is queued there and stays there: the dying threads take the SIGKILL the kernel adds to
+/// their own sets, never this one, and the set is flushed only when the process is reaped
+/// (__exit_signal). So from the moment it is sent until the reap, every reader sees it, with or
+/// without the right to ptrace (measured on 6.18: alive, exiting, zombie). A death by another
+/// signal shows that signal's bit instead.
+pub fn shared_sigkill(status: &str) -> Option<bool> {
+    let line = status.split('\n').find_map(|l| l.strip_prefix("ShdPnd:"))?.trim();
+    // Hexadecimal, highest signals first; SIGKILL is in the last digits.
+    let low = line.get(line.len().checked_sub(8)?..)?;
+    Some(u64::from_str_radix(low, 16).ok()? & SIGKILL_BIT != 0)
 }
 
 /// Every live descendant of `root`, children before grandchildren; an error when /proc cannot be
@@ -125,8 +166,10 @@ mod tests {
             rss_pages: 380,
             exiting: false,
             dead: false,
-            sigkill_pending: false,
+            fatal_pending: false,
+            signaled: false,
             exit_code: Some(0),
+            exit_code_shown: Some(true),
         };
         assert_eq!(super::stat(stat), Some(alive));
         let hostile = stat.replacen("(cat)", "(a) b) (c)", 1);
@@ -148,15 +191,41 @@ mod tests {
         // still whole (rss 10980 pages), SIGKILL pending (field 31 = 256), exit code already 9.
         let pending = "5867 (python3) D 5864 5864 1838 0 -1 4194304 10558 6546 7 1 4 5 4 2 20 0 1 0 50313 48422912 10980 18446744073709551615 94175102296064 94175102296405 140735724276400 0 0 256 0 16781318 0 1 0 0 17 1 0 0 0 0 0 94175102307760 94175102308376 94175223746560 140735724284105 140735724284200 140735724284200 140735724285903 9";
         let s = super::stat(pending).unwrap();
-        assert!(s.sigkill_pending && !s.exiting);
+        assert!(s.fatal_pending && !s.exiting && !s.signaled);
         assert_eq!((s.rss_pages, s.exit_code), (10980, Some(9)));
         // A zombie not yet reaped that died of SIGKILL (exit code 9), and one that exited 3 (3 << 8).
         let zombie = "5973 (python3) Z 5932 5930 1838 0 -1 4228172 7916 0 0 0 0 2 0 0 20 0 1 0 51083 0 0 18446744073709551615 0 0 0 0 0 0 0 16781312 2 1 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 9";
         let z = super::stat(zombie).unwrap();
-        assert!(z.exiting && z.dead && !z.sigkill_pending);
+        assert!(z.exiting && z.dead && !z.fatal_pending);
+        assert_eq!(z.exit_code_shown, None, "no memory map, nothing to tell by");
         assert_eq!((z.rss_pages, z.exit_code), (0, Some(9)));
         let exit3 = "5974 (python3) Z 5932 5930 1838 0 -1 4227148 227 0 0 0 0 0 0 0 20 0 1 0 51163 0 0 18446744073709551615 0 0 0 0 0 0 0 16781312 2 1 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 768";
         assert_eq!(super::stat(exit3).map(|s| (s.exiting, s.exit_code)), Some((true, Some(768))));
+    }
+
+    #[test]
+    fn what_a_reader_not_allowed_to_ptrace_sees() {
+        // Captured on this project's 6.18 kernel: `sleep` run as uid 1000 by root without
+        // CAP_SYS_PTRACE (as in a container), then killed. Alive: code addresses shown as 1.
+        let alive = "27735 (sleep) S 27682 27678 12320 0 -1 4194560 396 0 0 0 0 0 0 0 20 0 1 0 118027 2990080 424 18446744073709551615 1 1 0 0 0 0 0 16781312 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0";
+        let a = super::stat(alive).unwrap();
+        assert_eq!((a.exit_code_shown, a.signaled, a.exiting), (Some(false), false, false));
+        // A zombie after SIGKILL: PF_SIGNALED (flags 0x40850c), and the exit code hidden as 0.
+        let zombie = "27735 (sleep) Z 27682 27678 12320 0 -1 4228364 396 0 0 0 0 0 0 0 20 0 1 0 118027 0 0 18446744073709551615 0 0 0 0 0 0 0 16781312 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0";
+        let z = super::stat(zombie).unwrap();
+        assert_eq!((z.dead, z.signaled, z.exit_code, z.exit_code_shown), (true, true, Some(0), None));
+        // Its status: SIGKILL still in the shared pending set; after a SIGTERM, SIGTERM's bit.
+        let status = "Name:\tsleep\nState:\tZ (zombie)\nTgid:\t27735\nUid:\t1000\t1000\t1000\t1000\nThreads:\t1\nSigQ:\t0/96364\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000100\nSigBlk:\t0000000000000000\n";
+        assert_eq!(shared_sigkill(status), Some(true));
+        assert_eq!(shared_sigkill(&status.replace("0000000000000100", "0000000000004000")), Some(false));
+        assert_eq!(
+            shared_sigkill(&status.replace("0000000000000100", "0000000100000100")),
+            Some(true),
+            "RT signals too"
+        );
+        assert_eq!(shared_sigkill("Name:\tsleep\nState:\tZ (zombie)\nSigPnd:\t000"), None, "cut off");
+        assert_eq!(shared_sigkill("ShdPnd:\tzz"), None);
+        assert_eq!(shared_sigkill(""), None);
     }
 
     #[test]

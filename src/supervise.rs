@@ -46,6 +46,9 @@ pub trait Watcher {
     fn on_wake(&mut self, which: usize) -> Option<Action>;
     /// The wake it asked for with [`Action::WakeAfter`] is due.
     fn on_timer(&mut self) -> Option<Action>;
+    /// Process `pid` has ended by `status` and is about to be reaped: until then its /proc
+    /// entry still names it.
+    fn before_reap(&mut self, _pid: pid_t, _status: Status) {}
     /// Processes were reaped.
     fn on_reap(&mut self, exits: &[(pid_t, Status)]) -> Option<Action>;
     /// A signal was forwarded to the command. A stop may follow that kills oominit before any
@@ -228,7 +231,7 @@ impl Supervisor<'_, '_> {
         if !reap_now {
             return None;
         }
-        let reaped = reap::reap_all();
+        let reaped = reap::reap_all(|pid, status| self.watcher.before_reap(pid, status));
         for &(pid, status) in &reaped.exits {
             diag!(3, "reaped {pid}: {status:?}");
             if pid == self.main {

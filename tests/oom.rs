@@ -140,6 +140,71 @@ fn leaf_reaped_by_oominit_is_named() {
     assert_leaf_named(&r, leaf_pid(&out), &["proc", "reaped", "pidfd"]);
 }
 
+/// `cmd` run without CAP_SYS_PTRACE, as root in a container is: dropped from the bounding set
+/// before sh's exec, so that neither sh nor oominit after it has it.
+fn without_ptrace(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    const CAP_SYS_PTRACE: nix::libc::c_ulong = 19;
+    // SAFETY: between fork and exec the child makes one raw system call.
+    unsafe {
+        cmd.pre_exec(|| {
+            if nix::libc::prctl(nix::libc::PR_CAPBSET_DROP, CAP_SYS_PTRACE, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+#[test]
+fn a_victim_under_another_uid_is_named_without_the_right_to_ptrace_it() {
+    // A server's worker dropped to another uid, watched by a root without CAP_SYS_PTRACE (a
+    // container's): its stat's exit code reads 0, its pending SIGKILL is gone once its exit
+    // begins. Its parent (`sleep`, after sh's exec) never reaps it, so the look after the kill
+    // finds it exiting or a zombie: only its status's ShdPnd says SIGKILL.
+    let cg = MemCgroup::new("32M");
+    let script = format!(
+        "{asuser} 1000 sh -c '{memhog} 128 & echo leaf $!; exec sleep 1'; exit 0",
+        asuser = example("asuser").display(),
+        memhog = memhog()
+    );
+    let out = run_cmd(without_ptrace(&mut cg.oominit(&["--", "sh", "-c", &script])));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("asuser:"), "{}", stderr(&out));
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["verdict"], "leaf_oom", "{r}");
+    assert_eq!(r["oom"]["kills"], 1);
+    let events = oom_events(&out.stderr);
+    assert_eq!(events.len(), 1, "{}", stderr(&out));
+    assert_leaf_named(&events[0], leaf_pid(&out), &["proc", "pidfd"]);
+    assert_leaf_named(&r, leaf_pid(&out), &["proc", "pidfd"]);
+}
+
+#[test]
+fn an_orphan_never_seen_alive_is_named_from_its_zombie() {
+    // Behind a read-only cgroupfs on v1 nothing wakes oominit before the kill, so it never lists
+    // the cgroup: a double-forked worker, adopted by oominit, is first seen as a zombie. Its
+    // stat still has its name until oominit reaps it. (On v2 the `max` events still come, and
+    // it is followed before: named all the same.)
+    let cg = MemCgroup::new("32M");
+    let mp = mount_point(&cg.dir);
+    let ro = format!("mount -o remount,bind,ro {0} && ! touch {0}/cgroup.procs 2>/dev/null", mp.display());
+    let script = format!("(sh -c 'echo leaf $$; exec {} 128' &); sleep 2; exit 0", memhog());
+    let out = in_mount_namespace(&cg, &ro, &["--", "sh", "-c", &script]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["verdict"], "leaf_oom", "{r}");
+    assert_eq!(r["oom"]["kills"], 1);
+    let v = &r["oom"]["victims"];
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{r}");
+    assert_eq!(
+        (v[0]["pid"].as_i64(), v[0]["comm"].as_str(), v[0]["uncertain"].as_bool(), v[0]["main"].as_bool()),
+        (Some(leaf_pid(&out)), Some("memhog"), Some(false), Some(false)),
+        "{v}"
+    );
+    assert_eq!(r["oom"]["unnamed"], 0, "{r}");
+}
+
 #[test]
 fn a_kill_9_is_never_named_as_an_oom_victim() {
     // `sleep` is seen alive (the first memhog passes 3/4 of the limit), then killed with
@@ -495,10 +560,11 @@ fn read_only_cgroupfs_still_counts() {
     match cg.version {
         Version::V1 => {
             assert_eq!(r["memory"]["watch"], "reap");
-            // No notification, so nothing was read before the kill: named, but without guesses.
+            // No notification, so nothing was read before the kill: its name is read from its
+            // zombie before oominit reaps it; its size, gone by then, is not guessed.
             assert_eq!(
-                (v["main"].clone(), v["comm"].clone(), v["rss_bytes"].clone()),
-                (true.into(), serde_json::Value::Null, serde_json::Value::Null),
+                (v["main"].clone(), v["comm"].clone(), v["rss_bytes"].clone(), v["uncertain"].clone()),
+                (true.into(), "memhog".into(), serde_json::Value::Null, false.into()),
                 "{v}"
             );
         }

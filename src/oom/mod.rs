@@ -342,6 +342,14 @@ impl Watcher for OomWatch<'_> {
         None
     }
 
+    /// A child about to be reaped: its zombie's stat still has its name. Opening one never
+    /// followed is a charge: only where the cgroup has room (its memory is given back by now).
+    fn before_reap(&mut self, pid: pid_t, status: Status) {
+        let cgroup = &self.cgroup;
+        let room = || memory(cgroup).free().map_or(true, |free| free >= headroom::ROOM);
+        self.victims.before_reap(pid, status, room);
+    }
+
     /// A reap is the other moment a kill shows. Without any registration (read-only cgroupfs)
     /// reaps are all there is: re-read at every one. Otherwise as the watch says.
     fn on_reap(&mut self, exits: &[(pid_t, Status)]) -> Option<Action> {

@@ -15,6 +15,9 @@
 //!   least twice as large as any other, as last seen), those are the victims and the others were
 //!   killed some other way (a `kill -9` right after, say). Otherwise all are named, each
 //!   uncertain.
+//! - A death by a fatal signal that cannot be told from SIGKILL (`Fatal`: the kernel's PF_SIGNALED,
+//!   or a fatal signal pending, where the reader may not see the exit code and has no status file
+//!   held open) counts as a death by SIGKILL in every tally, but is never named for certain.
 //! - A process gone with no exit status to read (`vanished`: reaped by its own parent on a kernel
 //!   without pidfd exit statuses) is named only when exactly as many vanished as kills are left
 //!   unexplained, and then uncertain. Never guessed among more.
@@ -39,6 +42,9 @@ pub enum Source {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Death {
     Killed(Source),
+    /// A fatal signal, SIGKILL or another one: its stat shows PF_SIGNALED or a fatal signal
+    /// pending, and nothing this reader may see says which (the exit code hidden, no status file).
+    Fatal,
     /// Gone, and how is unknown.
     Vanished,
     /// Ended some other way than SIGKILL.
@@ -86,15 +92,17 @@ impl Tally {
         let mut t = Tally { new, ..Tally::default() };
         for (death, before, _) in deaths.clone() {
             match (death, before) {
-                (Death::Killed(_), true) => t.killed_before = t.killed_before.saturating_add(1),
-                (Death::Killed(_), false) => t.killed_after = t.killed_after.saturating_add(1),
+                (Death::Killed(_) | Death::Fatal, true) => {
+                    t.killed_before = t.killed_before.saturating_add(1)
+                }
+                (Death::Killed(_) | Death::Fatal, false) => t.killed_after = t.killed_after.saturating_add(1),
                 (Death::Vanished, true) => t.vanished_before = t.vanished_before.saturating_add(1),
                 _ => {}
             }
         }
         if t.killed_before > new && new > 0 {
             let sizes = deaths.filter_map(|(d, before, size)| match d {
-                Death::Killed(_) if before => Some(size),
+                Death::Killed(_) | Death::Fatal if before => Some(size),
                 _ => None,
             });
             t.victims_from = largest_stand_out(sizes, new);
@@ -124,6 +132,16 @@ fn largest_stand_out(sizes: impl Iterator<Item = Option<Size>> + Clone, n: u64) 
 /// The call for one death (`before`: seen before the read began; `size`: as last seen), given
 /// every death the read saw (`tally`).
 pub fn call(death: Death, before: bool, size: Option<Size>, tally: Tally) -> Call {
+    match (death, call_as_killed(death, before, size, tally)) {
+        // Which signal it was is not known: it may be the victim, never for sure.
+        (Death::Fatal, Call::Certain) => Call::Uncertain,
+        (_, call) => call,
+    }
+}
+
+/// [`call`], with a fatal signal taken for SIGKILL.
+fn call_as_killed(death: Death, before: bool, size: Option<Size>, tally: Tally) -> Call {
+    let death = if death == Death::Fatal { Death::Killed(Source::Proc) } else { death };
     let new = tally.new;
     let room = new.saturating_sub(tally.killed_before);
     let after_fit = new > 0 && tally.killed_after <= room;
@@ -153,6 +171,7 @@ mod tests {
     const REAPED: Death = Death::Killed(Source::Reaped);
     const GONE: Death = Death::Vanished;
     const EXIT: Death = Death::Other;
+    const FATAL: Death = Death::Fatal;
     const BEFORE: bool = true;
     const AFTER: bool = false;
     const NO_SIZE: Option<Size> = None;
@@ -209,6 +228,18 @@ mod tests {
             ("one kill, two hogs of one size and a shell: a tie",
                 &[(PROC, BEFORE, mib(30, 0)), (PROC, BEFORE, mib(1, 0)), (PIDFD, BEFORE, mib(30, 0))], 1,
                 &[Uncertain, Uncertain, Uncertain]),
+            ("one kill, one death by a fatal signal that could be another: named, not for sure",
+                &[(FATAL, BEFORE, NO_SIZE)], 1, &[Uncertain]),
+            ("a fatal signal and no kill counted: not an OOM kill",
+                &[(FATAL, BEFORE, NO_SIZE)], 0, &[Forget]),
+            ("one kill, a death by SIGKILL and one by a fatal signal: neither for sure",
+                &[(PROC, BEFORE, NO_SIZE), (FATAL, BEFORE, NO_SIZE)], 1, &[Uncertain, Uncertain]),
+            ("two kills, a death by SIGKILL and one by a fatal signal",
+                &[(PROC, BEFORE, NO_SIZE), (FATAL, BEFORE, NO_SIZE)], 2, &[Certain, Uncertain]),
+            ("one kill, a fatal signal after the read, with room for it",
+                &[(FATAL, AFTER, NO_SIZE)], 1, &[Uncertain]),
+            ("one kill, a hog dying of a fatal signal and a small shell killed: the hog, not for sure",
+                &[(PROC, BEFORE, mib(1, 0)), (FATAL, BEFORE, mib(33, 0))], 1, &[Forget, Uncertain]),
         ];
         for (situation, deaths, new, calls) in rows {
             let tally = Tally::of(deaths.iter().copied(), *new);

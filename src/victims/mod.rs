@@ -72,6 +72,12 @@ impl Victims {
         self.reads = self.reads.saturating_add(1);
     }
 
+    /// `pid` ended by `status` and is about to be reaped: look at it while its stat names it
+    /// (opening it, if never followed, only with `may_open`).
+    pub fn before_reap(&mut self, pid: pid_t, status: Status, may_open: impl FnOnce() -> bool) {
+        self.tracker.before_reap(pid, status, may_open, self.reads);
+    }
+
     /// oominit reaped these.
     pub fn reaped(&mut self, exits: &[(pid_t, Status)]) {
         self.tracker.reaped(exits, self.reads);
@@ -210,6 +216,10 @@ mod tests {
     #[test]
     fn a_death_seen_after_a_read_is_named_at_the_next_one() {
         let mut v = following(&[(10, Death::Killed(Source::Proc))]);
+        // 12, followed and named, is reaped by oominit after the read began.
+        let mut t = Tracked::dead(12, Death::Other, 0);
+        t.state = State::Alive;
+        v.tracker.entries.push(t);
         v.reaped(&[(12, Status::Signaled(SIGKILL))]);
         v.settle(1);
         assert_eq!(named(&v), [(10, Source::Proc, false)]);
@@ -245,8 +255,9 @@ mod tests {
         let mut v = following(&[]);
         v.reaped(&[(20, Status::Signaled(SIGKILL)), (21, Status::Exited(0))]);
         v.settle(1);
-        assert_eq!(named(&v), [(20, Source::Reaped, false)]);
+        assert_eq!(named(&v), [(20, Source::Reaped, true)], "nameless: not named for certain");
         assert_eq!(v.named.kept_clone()[0].comm, None, "never seen alive: no name is made up");
+        assert_eq!(v.certain(), 0, "unnamed counts it");
     }
 
     #[test]

@@ -2,6 +2,20 @@
 //! argv and size while it lives, and how it ended, read through its `/proc/PID/stat` held open
 //! (and a pidfd where the kernel keeps exit statuses for pidfds).
 //!
+//! What a reader may see of a process's end depends on whether the kernel lets it ptrace the
+//! process (fs/proc/array.c, do_task_stat; measured on 6.18):
+//!
+//! | what | root, or the same uid | another uid without CAP_SYS_PTRACE (a container's root) |
+//! | --- | --- | --- |
+//! | stat: state, flags (PF_EXITING, PF_SIGNALED), rss, pending (field 31) | yes | yes |
+//! | stat: exit code (field 52) | yes | 0 |
+//! | status: `ShdPnd`, SIGKILL from the send to the reap | yes | yes |
+//! | pidfd: exit status, once reaped (6.15+, `PIDFD_INFO_EXIT`; the pid namespace alone is checked) | yes | yes |
+//!
+//! So where the exit code is hidden, the process's `status` is held open too, and read when its
+//! stat shows a death under way; without it (no descriptor left), PF_SIGNALED or a fatal signal
+//! pending says a fatal signal, not which ([`Death::Fatal`]: never named for certain).
+//!
 //! Following costs descriptors, so it has a fixed budget ([`fd_budget`]) well inside
 //! RLIMIT_NOFILE: the init's own job (signals, reaping, `--grace` walking /proc) must never be
 //! starved by reporting. Processes beyond it are not followed, and their kills go unnamed.
@@ -15,6 +29,7 @@ use nix::libc::{self, pid_t};
 use super::attribution::{Death, Size, Source};
 use crate::pidfd::{self, Pidfd};
 use crate::procfs;
+use crate::procfs::Stat;
 use crate::reap::Status;
 use crate::record::{ArgvShown, Holder, Victim};
 
@@ -58,6 +73,12 @@ pub struct Tracked {
     pub state: State,
     /// `/proc/PID/stat`, held open: re-read with pread, no allocation while the cgroup is full.
     stat: Option<File>,
+    /// `/proc/PID/status`, held open where the stat hides the exit code (`exit_hidden`): its
+    /// `ShdPnd` says SIGKILL to every reader.
+    status: Option<File>,
+    /// The stat's exit code is hidden from oominit (another uid, no CAP_SYS_PTRACE), as last seen
+    /// while the process had a memory map to tell by.
+    exit_hidden: bool,
     pidfd: Option<Pidfd>,
     /// The kernel's name for it (at most 16 bytes, 64 for kernel threads), in place rather than a
     /// String: a heap allocation at every look right after a kill is a charge the full cgroup
@@ -158,6 +179,17 @@ impl Tracker {
             t.argv = cmdline(t.pid, &mut self.cmdline_buf, self.argv);
             t.argv_stale = false;
         }
+        // Those whose exit code became hidden since they were followed (a worker that dropped
+        // to another uid after it was listed).
+        let mut spare = self.fd_budget.saturating_sub(self.fds_held());
+        for t in self.entries.iter_mut().filter(|t| t.state == State::Alive && t.exit_hidden) {
+            if spare == 0 {
+                break;
+            }
+            if t.status.is_none() && t.hold_status() {
+                spare -= 1;
+            }
+        }
         let text = std::mem::take(&mut self.buf);
         let pids =
             text.split(|b| b.is_ascii_whitespace()).filter_map(|p| std::str::from_utf8(p).ok()?.parse().ok());
@@ -180,6 +212,31 @@ impl Tracker {
                 State::Dead { .. } => {}
             }
         }
+    }
+
+    /// `pid`, oominit's child, ended by `status` and is not reaped yet: the last moment its stat
+    /// still names it (a zombie keeps its comm). One followed is looked at through its stat held
+    /// open. One killed by SIGKILL and never followed (an orphan oominit adopted unseen) has its
+    /// stat opened and read now, if `may_open` says so (the headroom rule's call: an open is a
+    /// charge) and there is room for an entry; the descriptor is not kept.
+    pub fn before_reap(&mut self, pid: pid_t, status: Status, may_open: impl FnOnce() -> bool, reads: u64) {
+        if status != Status::Signaled(libc::SIGKILL) {
+            return;
+        }
+        if let Some(t) = self.entries.iter_mut().find(|t| t.pid == pid) {
+            if t.state == State::Alive {
+                t.look(self.page_size, reads);
+            }
+            return;
+        }
+        if self.entries.len() >= MAX_ENTRIES || !may_open() {
+            return;
+        }
+        let Ok(stat) = File::open(format!("/proc/{pid}/stat")) else { return };
+        let mut t = Tracked::new(pid, self.main == Some(pid), Some(stat), None);
+        t.look(self.page_size, reads);
+        t.stat = None;
+        self.entries.push(t);
     }
 
     /// oominit reaped these (stamped with read number `reads`).
@@ -234,7 +291,10 @@ impl Tracker {
 
     /// Descriptors held now.
     fn fds_held(&self) -> usize {
-        self.entries.iter().map(|t| usize::from(t.stat.is_some()) + usize::from(t.pidfd.is_some())).sum()
+        let held = |t: &Tracked| {
+            usize::from(t.stat.is_some()) + usize::from(t.status.is_some()) + usize::from(t.pidfd.is_some())
+        };
+        self.entries.iter().map(held).sum()
     }
 
     /// Follow `pid` if the budget allows: its stat first, a pidfd if one more descriptor fits.
@@ -245,12 +305,20 @@ impl Tracker {
             return false;
         }
         let Ok(stat) = File::open(format!("/proc/{pid}/stat")) else { return false };
-        let pidfd = if self.pidfds && held + 2 <= self.fd_budget { self.pidfd(pid) } else { None };
-        let mut t = Tracked::new(pid, main, Some(stat), pidfd);
+        let mut t = Tracked::new(pid, main, Some(stat), None);
         // Its name before its argv, and again after: a process listed between fork and exec
         // (a shell's child, say) could have its argv read before the exec and its name after;
         // a name that changed in between drops the argv, to be read again at the next listing.
         t.look(self.page_size, reads);
+        // Where its exit code is hidden, its status is worth more than a pidfd: it tells a
+        // SIGKILL from the send on, a pidfd only after the reap.
+        let mut held = held.saturating_add(1);
+        if t.exit_hidden && held < self.fd_budget && t.hold_status() {
+            held = held.saturating_add(1);
+        }
+        if self.pidfds && held < self.fd_budget {
+            t.pidfd = self.pidfd(pid);
+        }
         t.argv = argv.unwrap_or_else(|| cmdline(pid, &mut self.cmdline_buf, self.argv));
         t.oom_score_adj = oom_score_adj(pid);
         t.look(self.page_size, reads);
@@ -279,6 +347,8 @@ impl Tracked {
             main,
             state: State::Alive,
             stat,
+            status: None,
+            exit_hidden: false,
             pidfd,
             comm: [0; 64],
             comm_len: None,
@@ -325,6 +395,9 @@ impl Tracked {
             self.state = State::Dead { death, seen: reads };
             return;
         };
+        if let Some(shown) = s.exit_code_shown {
+            self.exit_hidden = !shown;
+        }
         if self.comm_len.is_none() || !s.exiting {
             let len = s.comm.len().min(self.comm.len());
             // A new name is an exec since the argv was read: the argv is dropped, not guessed.
@@ -339,9 +412,15 @@ impl Tracked {
         if !s.exiting {
             self.rss_bytes = Some(s.rss_pages.saturating_mul(page_size));
         }
-        if s.sigkill_pending || s.exit_code == Some(libc::SIGKILL) {
-            self.state = State::Dead { death: Death::Killed(Source::Proc), seen: reads };
-        }
+        let shared =
+            if self.exit_hidden && (s.exiting || s.fatal_pending) { self.shared_sigkill() } else { None };
+        let death = match fate(&s, self.exit_hidden, shared) {
+            Fate::Undecided => return,
+            Fate::Killed => Death::Killed(Source::Proc),
+            Fate::Fatal => Death::Fatal,
+            Fate::Other => Death::Other,
+        };
+        self.state = State::Dead { death, seen: reads };
     }
 
     /// Its size as last seen alive, with its name; None if never seen alive.
@@ -353,7 +432,33 @@ impl Tracked {
         self.comm_len.map(|n| String::from_utf8_lossy(&self.comm[..n]).into_owned())
     }
 
+    /// Open its status and read it once: the kernel allocates the file's buffer at the first
+    /// read, charged to the cgroup, and keeps it for the later reads. Whether it is held.
+    fn hold_status(&mut self) -> bool {
+        self.status = File::open(format!("/proc/{}/status", self.pid)).ok();
+        self.shared_sigkill();
+        self.status.is_some()
+    }
+
+    /// Whether its status shows SIGKILL in the shared pending set (None: not held, or not read).
+    /// Not inlined: its buffer stays off the frames of its callers.
+    #[inline(never)]
+    fn shared_sigkill(&self) -> Option<bool> {
+        // `ShdPnd` comes about 650 bytes in, after the groups.
+        let mut buf = [0u8; 2048];
+        let n = self.status.as_ref()?.read_at(&mut buf, 0).ok()?;
+        let bytes = buf.get(..n)?;
+        let text = match std::str::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => std::str::from_utf8(bytes.get(..e.valid_up_to())?).ok()?,
+        };
+        procfs::shared_sigkill(text)
+    }
+
+    /// As a victim. One that nothing names (not the main process, no comm, no argv: never seen
+    /// alive, nor as a zombie) is never named for certain: `unnamed` counts its kill.
     pub fn victim(&self, source: Source, uncertain: bool) -> Victim {
+        let nameless = !self.main && self.comm_len.is_none() && self.argv.is_empty();
         Victim {
             pid: self.pid,
             comm: self.comm(),
@@ -361,18 +466,51 @@ impl Tracked {
             rss_bytes: self.rss_bytes,
             main: self.main,
             source,
-            uncertain,
+            uncertain: uncertain || nameless,
         }
     }
 
     #[cfg(test)]
     pub fn dead(pid: pid_t, death: Death, seen: u64) -> Tracked {
-        Tracked { state: State::Dead { death, seen }, ..Tracked::new(pid, false, None, None) }
+        let mut t = Tracked { state: State::Dead { death, seen }, ..Tracked::new(pid, false, None, None) };
+        t.comm[0] = b'w';
+        t.comm_len = Some(1);
+        t
     }
 
     #[cfg(test)]
     pub fn alive(pid: pid_t) -> Tracked {
         Tracked::new(pid, false, None, None)
+    }
+}
+
+/// What a look says of a followed process's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Alive, or nothing to tell yet.
+    Undecided,
+    /// By SIGKILL.
+    Killed,
+    /// By a fatal signal, which one unknown.
+    Fatal,
+    /// Some other way.
+    Other,
+}
+
+/// The fate a look reads from its stat `s`, whether the stat hides the exit code from oominit
+/// (`hidden`), and its status's `ShdPnd` where read (`shared_sigkill`: whether it holds SIGKILL).
+pub fn fate(s: &Stat<'_>, hidden: bool, shared_sigkill: Option<bool>) -> Fate {
+    let dying = s.exiting || s.fatal_pending;
+    match shared_sigkill {
+        Some(true) => Fate::Killed,
+        // A SIGKILL sent stays in ShdPnd until the reap: this death is by something else.
+        Some(false) if dying => Fate::Other,
+        _ if !hidden && s.exit_code == Some(libc::SIGKILL) => Fate::Killed,
+        // A fatal signal pending, the exit code not set yet: taken for SIGKILL where the exit
+        // code is shown (the one the OOM killer sends; the code will say more at the next look).
+        _ if !hidden && s.fatal_pending => Fate::Killed,
+        _ if hidden && (s.fatal_pending || (s.exiting && s.signaled)) => Fate::Fatal,
+        _ => Fate::Undecided,
     }
 }
 
@@ -429,6 +567,52 @@ mod tests {
         for c in &mut children {
             c.kill().unwrap();
             c.wait().unwrap();
+        }
+    }
+
+    #[test]
+    fn what_a_look_tells_of_an_end() {
+        let st = |exiting, dead, fatal_pending, signaled, exit_code| Stat {
+            comm: "w",
+            rss_pages: 0,
+            exiting,
+            dead,
+            fatal_pending,
+            signaled,
+            exit_code: Some(exit_code),
+            exit_code_shown: None,
+        };
+        let alive = st(false, false, false, false, 0);
+        let pending = st(false, false, true, false, 0);
+        let exiting = st(true, false, false, true, 0);
+        let exiting_unsignaled = st(true, false, false, false, 0);
+        let zombie9 = st(true, true, false, true, 9);
+        let zombie15 = st(true, true, false, true, 15);
+        let zombie_hidden = st(true, true, false, true, 0);
+        use Fate::*;
+        const SHOWN: bool = false;
+        const HIDDEN: bool = true;
+        #[rustfmt::skip]
+        let rows: &[(&str, &Stat<'_>, bool, Option<bool>, Fate)] = &[
+            ("alive", &alive, SHOWN, None, Undecided),
+            ("alive, another uid's", &alive, HIDDEN, Some(false), Undecided),
+            ("a fatal signal pending, the exit code shown: the OOM killer's SIGKILL, as before", &pending, SHOWN, None, Killed),
+            ("a zombie whose exit code says SIGKILL", &zombie9, SHOWN, None, Killed),
+            ("a zombie whose exit code says SIGTERM: not yet decided here, the reap tells", &zombie15, SHOWN, None, Undecided),
+            ("another uid's, SIGKILL in ShdPnd while pending", &pending, HIDDEN, Some(true), Killed),
+            ("another uid's, exiting, SIGKILL in ShdPnd (the issue's case)", &exiting, HIDDEN, Some(true), Killed),
+            ("another uid's zombie, SIGKILL in ShdPnd", &zombie_hidden, HIDDEN, Some(true), Killed),
+            ("another uid's zombie, ShdPnd without SIGKILL: a SIGTERM, say", &zombie_hidden, HIDDEN, Some(false), Other),
+            ("another uid's, a fatal signal pending, ShdPnd without SIGKILL", &pending, HIDDEN, Some(false), Other),
+            ("another uid's, exiting after exit(0): ShdPnd empty", &exiting_unsignaled, HIDDEN, Some(false), Other),
+            ("another uid's, exiting with PF_SIGNALED, no status held: a fatal signal", &exiting, HIDDEN, None, Fatal),
+            ("another uid's, a fatal signal pending, no status held", &pending, HIDDEN, None, Fatal),
+            ("another uid's zombie with PF_SIGNALED, no status held", &zombie_hidden, HIDDEN, None, Fatal),
+            ("another uid's, exiting without PF_SIGNALED, no status: undecided", &exiting_unsignaled, HIDDEN, None, Undecided),
+            ("another uid's exit code reads 0: never taken for an exit code", &zombie_hidden, HIDDEN, None, Fatal),
+        ];
+        for (situation, s, hidden, shared, want) in rows {
+            assert_eq!(fate(s, *hidden, *shared), *want, "{situation}");
         }
     }
 

@@ -83,7 +83,7 @@ def scratch_image(oominit):
             if applet != "busybox":
                 os.symlink("busybox", f"{d}/bin/{applet}")
         shutil.copy(oominit, f"{d}/oominit")
-        for ex in ("memhog", "workers", "sigprobe"):
+        for ex in ("memhog", "workers", "sigprobe", "asuser"):
             shutil.copy(os.path.join(os.path.dirname(oominit), "examples", ex), f"{d}/{ex}")
         with open(f"{d}/etc/passwd", "w") as f:
             f.write("root:x:0:0:root:/:/bin/sh\napp:x:1000:1000:app:/:/bin/sh\n")
@@ -326,9 +326,9 @@ def s_main_oom(img):
     expect(rec["verdict"] == "main_oom" and rec["exit_code"] == 137, f"verdict {rec['verdict']} exit_code {rec['exit_code']}")
     expect(rec["main"]["signal"] == 9 and rec["oom"]["main_killed"], f"main {rec['main']} main_killed {rec['oom']['main_killed']}")
     mains = [v for v in rec["oom"]["victims"] if v["main"]]
-    # Its comm is null when oominit never read it (behind the read-only cgroupfs nothing wakes it
-    # before the kill); the argv it started it with names it.
-    expect(len(mains) == 1 and mains[0]["comm"] in ("memhog", None) and mains[0]["argv"] == ["/memhog", "128"]
+    # Behind the read-only cgroupfs nothing wakes oominit before the kill: its comm is read from
+    # its zombie before oominit reaps it; its argv is the one oominit started it with.
+    expect(len(mains) == 1 and mains[0]["comm"] == "memhog" and mains[0]["argv"] == ["/memhog", "128"]
            and not mains[0]["uncertain"], f"victims {rec['oom']['victims']}")
     expect(rec["oom"]["kills"] >= 1, f"kills {rec['oom']['kills']}")
     return o, f"OOMKilled true ExitCode 137; main_oom, memhog named main, kills {rec['oom']['kills']}"
@@ -430,6 +430,46 @@ def s_cgroup_rw(img):
     return o, f"path {rec['memory']['path'][:30]}..., watch eventfd, leaf_oom kills {rec['oom']['kills']}; {names(rec)}"
 
 
+def leaf_named(o, rec, sources):
+    """The worker the command printed as `leaf PID` is the one victim, named for certain."""
+    m = re.search(r"^leaf (\d+)$", o.stdout, re.M)
+    expect(m, "the command printed no leaf pid")
+    v = rec["oom"]["victims"]
+    expect(len(v) == 1 and v[0]["pid"] == int(m.group(1)) and v[0]["comm"] == "memhog" and not v[0]["uncertain"]
+           and v[0]["source"] in sources, f"leaf {m.group(1)}, victims {json.dumps(v)}")
+    expect(rec["oom"]["unnamed"] == 0, f"unnamed {rec['oom']['unnamed']}")
+
+
+def s_uid_rw(img):
+    """A worker under another uid (as a server's, after setpriv/gosu/su), its parent holding its
+    zombie: Docker's root has no CAP_SYS_PTRACE, so its stat hides the exit code; its status's
+    ShdPnd still says SIGKILL."""
+    cmd = ["/bin/sh", "-c", f"/asuser 1000 sh -c '/memhog 128 & echo leaf $!; exec sleep 1'; {OOM_CONTROL}; exit 0"]
+    o = run("uid_rw", img["scratch"], cmd, opts=["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"])
+    rec = check_leaf(o, "memhog", named=True)
+    leaf_named(o, rec, ("proc", "pidfd"))
+    return o, f"uid 1000, watch {rec['memory']['watch']}: {names(rec)}, source {rec['oom']['victims'][0]['source']}"
+
+
+def s_uid_rw_reaped(img):
+    """The same worker reaped at once by its own parent (a shell under the same uid)."""
+    cmd = ["/bin/sh", "-c", f"/asuser 1000 sh -c '/memhog 128 & echo leaf $!; wait'; {OOM_CONTROL}; exit 0"]
+    o = run("uid_rw_reaped", img["scratch"], cmd, opts=["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"])
+    rec = check_leaf(o, "memhog", named=True)
+    leaf_named(o, rec, ("proc", "pidfd"))
+    return o, f"uid 1000, reaped by its shell: {names(rec)}, source {rec['oom']['victims'][0]['source']}"
+
+
+def s_orphan(img):
+    """A double-forked worker, adopted by oominit and never seen alive (read-only cgroupfs: no
+    wake before the kill): named from its zombie's stat before oominit reaps it."""
+    cmd = ["/bin/sh", "-c", f"(sh -c 'echo leaf $$; exec /memhog 128' &); sleep 2; {OOM_CONTROL}; exit 0"]
+    o = run("orphan", img["scratch"], cmd)
+    rec = check_leaf(o, "memhog")
+    leaf_named(o, rec, ("reaped",))
+    return o, f"watch {rec['memory']['watch']}: {names(rec)}, source reaped"
+
+
 def s_restart(img):
     cname = start("restart", img["scratch"], ["/memhog", "128"], opts=["--restart", "on-failure:2"])
     deadline = time.time() + 90
@@ -510,8 +550,8 @@ def s_debian_python_pool(img, rw=False):
     return o, f"pool worker killed, main exit 0; leaf_oom kills {rec['oom']['kills']} = oom_kill, {names(rec)}"
 
 
-SCRATCH = [s_leaf, s_strict, s_strict_env, s_main_oom, s_stop, s_stop_after_a_kill, s_read_only, s_user, s_init, s_termination_log,
-           s_cgroup_rw, s_restart]
+SCRATCH = [s_leaf, s_strict, s_strict_env, s_main_oom, s_stop, s_stop_after_a_kill, s_read_only, s_user, s_init,
+           s_termination_log, s_cgroup_rw, s_uid_rw, s_uid_rw_reaped, s_orphan, s_restart]
 def s_debian_python_pool_rw(img):
     return s_debian_python_pool(img, rw=True)
 
