@@ -174,8 +174,14 @@ impl<'a> OomWatch<'a> {
     }
 
     /// At or near the limit, no kill yet: what fills the cgroup now is what a kill will be for.
+    /// Kept only if the kill count has not risen by the end of the read: the kernel counts a kill
+    /// before it sends the SIGKILL, so the memory read was still the victims'. (On the VM's one
+    /// CPU a kill and its reaping fitted between the wake's counter read and this one.)
     fn note_filling(&mut self) {
-        self.filling = self.breakdown().map(|b| (b, Instant::now()));
+        let Some(b) = self.breakdown() else { return };
+        if self.delta().is_some_and(|d| d.kills() == self.reported) {
+            self.filling = Some((b, Instant::now()));
+        }
     }
 
     /// `memory.stat`, through a file held open into a buffer touched at start: no charge.
