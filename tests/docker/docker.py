@@ -277,6 +277,8 @@ def check_leaf(o, comm, strict=False, exit_code=None, named=False):
     expect(rec["memory"]["limit_bytes"] == 32 * MIB or comm != "memhog", f"limit_bytes {rec['memory']['limit_bytes']}")
     expect(o.events, "no live oom event")
     check_breakdown(rec, o)
+    summary = [l for l in o.stderr.splitlines() if l.startswith("oominit: ") and "OOM-killed" in l]
+    expect(len(summary) == 1 and f"-> exit {rec['exit_code']}" in summary[0], f"the summary line: {summary}")
     return rec
 
 
