@@ -21,6 +21,15 @@ pub struct Breakdown {
     pub sock_bytes: Option<u64>,
 }
 
+impl Breakdown {
+    /// Everything it accounts for.
+    pub fn total(&self) -> u64 {
+        [self.anon_bytes, self.file_bytes, self.shmem_bytes, self.kernel_bytes, self.sock_bytes]
+            .iter()
+            .fold(0u64, |sum, b| sum.saturating_add(b.unwrap_or(0)))
+    }
+}
+
 /// v2: `memory.stat` says it all. `file` counts shmem too; `kernel` (5.18+) is the sum of the
 /// kernel's parts, which older kernels list one by one.
 pub fn v2(stat: &str) -> Breakdown {
@@ -89,6 +98,13 @@ mod tests {
         let sum = parts.iter().filter_map(|k| keyed::get(V2_6_12, k)).sum::<u64>();
         assert_eq!(v2(&old).kernel_bytes, Some(sum));
         assert_eq!(v2("anon 1\n").kernel_bytes, None, "nothing said, nothing made up");
+    }
+
+    #[test]
+    fn the_total_adds_what_is_known() {
+        assert_eq!(some(1, 2, 3, 4, 5).total(), 15);
+        assert_eq!(Breakdown { anon_bytes: Some(u64::MAX), ..some(1, 2, 3, 4, 5) }.total(), u64::MAX);
+        assert_eq!(Breakdown::default().total(), 0);
     }
 
     #[test]

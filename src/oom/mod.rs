@@ -173,13 +173,17 @@ impl<'a> OomWatch<'a> {
         memory(&self.cgroup)
     }
 
-    /// At or near the limit, no kill yet: what fills the cgroup now is what a kill will be for.
-    /// Kept only if the kill count has not risen by the end of the read: the kernel counts a kill
-    /// before it sends the SIGKILL, so the memory read was still the victims'. (On the VM's one
-    /// CPU a kill and its reaping fitted between the wake's counter read and this one.)
+    /// At the limit, no kill yet: what fills the cgroup now is what a kill will be for. Kept
+    /// only if it is a picture of the cgroup at its limit: it accounts for 3/4 of the limit or
+    /// more, and the kill count has not risen by the end of the read (the kernel counts a kill
+    /// before it sends the SIGKILL, so the memory read was still the victims'). Seen without
+    /// these: on the VM's one CPU a kill and its reaping fitted between the wake's counter read
+    /// and this one; under Docker (v1) a reading at an OOM notification held 2 MiB of a 32 MiB
+    /// limit and no kill counted yet.
     fn note_filling(&mut self) {
         let Some(b) = self.breakdown() else { return };
-        if self.delta().is_some_and(|d| d.kills() == self.reported) {
+        let full = self.memory().limit_bytes.map_or(true, |limit| b.total() >= limit / 4 * 3);
+        if full && self.delta().is_some_and(|d| d.kills() == self.reported) {
             self.filling = Some((b, Instant::now()));
         }
     }
@@ -329,8 +333,9 @@ impl Watcher for OomWatch<'_> {
             }
             self.list();
         }
-        // After the listing, which must not wait for it.
-        if self.filling.map_or(true, |(_, at)| at.elapsed() >= FILLING_EVERY) {
+        // At the limit (v2: memory.events changes with `max`; v1 thresholds only near it), after
+        // the listing, which must not wait for it.
+        if wake == Wake::Events && self.filling.map_or(true, |(_, at)| at.elapsed() >= FILLING_EVERY) {
             self.note_filling();
         }
         None
