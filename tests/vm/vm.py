@@ -2,6 +2,9 @@
 """Real-kernel scenarios for oominit in a throwaway VM: cgroup v2 (which this project's machines
 lack), group OOM, host-wide OOM, an ancestor's limit, and cgroup v1 on the same kernel.
 
+Every boot is made once per kernel: Debian 12's 6.1 and Debian 13's 6.12 (KERNELS); v1 on 6.1
+only, as Debian's 6.12 has no v1 memory controller.
+
 Each boot runs several scenarios. oominit runs in each the way it runs in a container: PID 1 of a
 new PID namespace, in a new cgroup namespace, inside a cgroup with a limit (examples/minictr.rs).
 A third boot runs the host integration tests (tests/oom.rs, tests/core.rs, built static) on cgroup
@@ -10,7 +13,7 @@ The VM's /init prints marked lines on the serial console; this script checks the
 per scenario, the detection latencies, and a closing `N passed, N failed` line. On a failure it
 shows the serial log of that boot.
 
-Usage: tests/vm/run [-k SUBSTRING]      (tests/vm/run installs what is missing first)
+Usage: tests/vm/run [-k SUBSTRING] [--kernel 6.1|6.12]...   (it installs what is missing first)
 """
 import argparse
 import gzip
@@ -19,6 +22,7 @@ import lzma
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -33,33 +37,85 @@ def sh(cmd, **kw):
     return subprocess.run(cmd, shell=True, check=True, text=True, capture_output=True, **kw).stdout
 
 
-def kernel():
-    """An uncompressed Debian 6.1 kernel, downloaded once and cached."""
-    os.makedirs(CACHE, exist_ok=True)
-    cached = [f for f in os.listdir(CACHE) if f.startswith("vmlinux-")]
-    if cached:
-        return os.path.join(CACHE, sorted(cached)[-1])
-    names = sh(r"apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64$' | cut -d' ' -f1")
-    if not names.strip():
+# The kernels the scenarios boot, each the newest package of its series in its Debian release:
+# Debian 12's 6.1, and Debian 13's 6.12 (the long-term kernel of current distributions and managed
+# clouds). Debian builds 6.12 without cgroup v1's memory controller (CONFIG_MEMCG_V1 unset), so
+# the v1 scenarios run on 6.1 only.
+KERNELS = {"6.1": ("bookworm", True), "6.12": ("trixie", False)}   # series: (Debian suite, has v1)
+
+
+def apt(suite):
+    """apt options that read Debian's SUITE from the mirrors the host's apt already uses (as apt
+    itself lists them), with package lists of their own in the cache: the host's sources stay as
+    they are."""
+    policy = sh("apt-cache policy")
+    if " amd64 Packages" not in policy:
         sh("apt-get update -qq")
-        names = sh(r"apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64$' | cut -d' ' -f1")
-    pkg = sorted(names.split(), key=lambda n: int(n.split("-")[3]))[-1]
+        policy = sh("apt-cache policy")
+    mirrors = {suite: uri for uri, suite in re.findall(r"^\s*\d+ (\S+) (\S+)/main amd64 Packages$", policy, re.M)}
+    codename = re.search(r"^VERSION_CODENAME=(\S+)", open("/etc/os-release").read(), re.M)[1]
+    if codename not in mirrors:
+        raise SystemExit(f"no Debian mirror for {codename} in apt's sources: cannot fetch {suite}'s packages")
+    d = os.path.join(CACHE, f"apt-{suite}")
+    os.makedirs(f"{d}/lists/partial", exist_ok=True)
+    os.makedirs(f"{d}/archives/partial", exist_ok=True)
+    keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    signed = f"[signed-by={keyring}] " if os.path.exists(keyring) else ""
+    with open(f"{d}/sources.list", "w") as f:
+        f.write(f"deb {signed}{mirrors[codename]} {suite} main\n")
+        if codename + "-security" in mirrors:
+            f.write(f"deb {signed}{mirrors[codename + '-security']} {suite}-security main\n")
+    opts = (f"-o Dir::Etc::SourceList={d}/sources.list -o Dir::Etc::SourceParts=/nonexistent "
+            f"-o Dir::State::Lists={d}/lists -o Dir::Cache={d} -o Dir::Cache::archives={d}/archives "
+            f"-o Dir::State::status=/dev/null -o APT::Sandbox::User=root")
+    sh(f"apt-get {opts} update -qq")
+    return opts
+
+
+def kernel(series):
+    """An uncompressed Debian kernel of SERIES (a KERNELS key), downloaded once and cached."""
+    os.makedirs(CACHE, exist_ok=True)
+    cached = [f for f in os.listdir(CACHE) if f.startswith(f"vmlinux-{series}.")]
+    if cached:
+        return os.path.join(CACHE, sorted(cached, key=natural)[-1])
+    suite, _ = KERNELS[series]
+    opts = apt(suite)
+    # linux-image-6.1.0-56-amd64 (Debian 12), linux-image-6.12.118+deb13-amd64 (Debian 13); not
+    # the cloud or rt flavours.
+    pattern = rf"^linux-image-{re.escape(series)}\.[0-9]+(-[0-9]+|\+deb[0-9.]+)-amd64$"
+    names = sh(f"apt-cache {opts} search --names-only '{pattern}' | cut -d' ' -f1").split()
+    if not names:
+        raise SystemExit(f"no package of Linux {series} in Debian {suite}")
+    pkg = sorted(names, key=natural)[-1]
     with tempfile.TemporaryDirectory() as tmp:
-        sh(f"apt-get download -q {pkg}", cwd=tmp)
+        sh(f"apt-get {opts} download -q {pkg}", cwd=tmp)
         deb = [f for f in os.listdir(tmp) if f.endswith(".deb")][0]
         sh(f"dpkg-deb --fsys-tarfile {deb} | tar -x --wildcards './boot/vmlinuz-*'", cwd=tmp)
         bootdir = os.path.join(tmp, "boot")
         vmlinuz = os.path.join(bootdir, os.listdir(bootdir)[0])
         data = open(vmlinuz, "rb").read()
-    # Booting the compressed image costs 6-8 s of decompression under TCG; the XZ stream inside
-    # decompresses here once.
-    start = data.find(b"\xfd7zXZ\x00")
-    raw = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(data[start:])
+    # Booting the compressed image costs 6-8 s of decompression under TCG; the payload inside
+    # (XZ in 6.1, zstd in 6.12) decompresses here once. The boot protocol's header says where it
+    # is; its last 4 bytes are the decompressed size, appended by the kernel's build.
+    setup_sects = data[0x1F1] or 4
+    offset, length = struct.unpack_from("<II", data, 0x248)
+    payload = data[(setup_sects + 1) * 512 + offset:][:length - 4]
+    if payload.startswith(b"\xfd7zXZ\x00"):
+        raw = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(payload)
+    elif payload.startswith(b"\x28\xb5\x2f\xfd"):
+        raw = subprocess.run(["zstd", "-dc"], input=payload, check=True, capture_output=True).stdout
+    else:
+        raise SystemExit(f"{pkg}: the kernel's payload is neither XZ nor zstd ({payload[:4].hex()})")
     out = os.path.join(CACHE, f"vmlinux-{pkg.split('-', 2)[2]}")
     with open(out + ".tmp", "wb") as f:
         f.write(raw)
     os.rename(out + ".tmp", out)
     return out
+
+
+def natural(name):
+    """A sort key that orders 6.12.9 before 6.12.10."""
+    return [int(x) for x in re.findall(r"\d+", name)]
 
 
 def build():
@@ -494,30 +550,36 @@ TESTS = [
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-k", default="", help="run only scenarios whose name contains this")
+    ap.add_argument("--kernel", action="append", choices=sorted(KERNELS, key=natural),
+                    help="boot only this kernel series (repeatable; default: every one)")
     a = ap.parse_args()
-    vmlinux = kernel()
-    boots = [(v, [s for s in scenarios if a.k in s.name]) for v, scenarios in (("v2", V2), ("v1", V1), ("v2 tests", TESTS))]
-    boots = [(v, scenarios) for v, scenarios in boots if scenarios]
+    boots = []
+    for series in a.kernel or sorted(KERNELS, key=natural):
+        for version, scenarios in (("v2", V2), ("v1", V1), ("v2 tests", TESTS)):
+            chosen = [s for s in scenarios if a.k in s.name]
+            if chosen and (version != "v1" or KERNELS[series][1]):
+                boots.append((series, version, chosen))
+    vmlinux = {series: kernel(series) for series in sorted({b[0] for b in boots})}
     tests = {}
-    if any(v == "v2 tests" for v, _ in boots):
+    if any(v == "v2 tests" for _, v, _ in boots):
         oominit, tests = build_tests()
     else:
         oominit = build()
     passed = failed = 0
     latencies = []
     details = {}
-    for version, scenarios in boots:
+    for series, version, scenarios in boots:
         with tempfile.TemporaryDirectory() as tmp:
             initrd = os.path.join(tmp, "initramfs.cpio.gz")
             if version == "v2 tests":
                 # More memory: the test binaries live in the initramfs, and a test whose limit
                 # failed to apply should fail on its own asserts, not start a host-wide OOM.
                 pack(oominit, tests_init_script(scenarios), initrd, tests)
-                serial, took = boot(vmlinux, initrd, "256M", timeout=900)
+                serial, took = boot(vmlinux[series], initrd, "256M", timeout=900)
             else:
                 pack(oominit, init_script(version, scenarios), initrd)
-                serial, took = boot(vmlinux, initrd, "128M")
-        print(f"# {version} boot: {len(scenarios)} scenarios in {took:.1f} s, kernel "
+                serial, took = boot(vmlinux[series], initrd, "128M")
+        print(f"# {version} boot on {series}: {len(scenarios)} scenarios in {took:.1f} s, kernel "
               + (re.search(r"@@ UNAME (\S+)", serial) or [None, "?"])[1])
         results = parse(serial)
         boot_failed = "@@ DONE" not in serial
@@ -525,17 +587,17 @@ def main():
             r = results.get(s.name)
             try:
                 expect(r is not None and r["rc"] is not None, "scenario did not run to the end")
-                r["name"], r["scenario"] = s.name, s
+                r["name"], r["scenario"] = f"{s.name} [{series}]", s
                 if isinstance(s, HostTests):
                     expect(s.test in tests, f"no test binary {s.test} (built: {sorted(tests)})")
                     r["listed"] = tests[s.test][1]
                 s.check(r)
                 passed += 1
-                print(f"ok   {s.name}  rc={r['rc']}  " + (r.get("summary") or f"cgroup: {r['counters']}"))
+                print(f"ok   {s.name} [{series}]  rc={r['rc']}  " + (r.get("summary") or f"cgroup: {r['counters']}"))
             except Failed as e:
                 failed += 1
                 boot_failed = True
-                print(f"FAIL {s.name}: {e}")
+                print(f"FAIL {s.name} [{series}]: {e}")
                 if r:
                     for x in r["records"]:
                         print(f"       record: {json.dumps({k: v for k, v in x.items() if k != '_arrival_us'})}")
@@ -547,25 +609,24 @@ def main():
                     for x in r["out"][failures[0]:][:80] if failures else r["out"][-20:]:
                         print(f"       libtest: {x}")
             if r:
-                details[s.name] = r
+                details[s.name, series] = r
                 evs = events(r)
                 for k, kill_us in enumerate(r["kills_us"], start=1):
                     ev = [x for x in evs if x["kills"] >= k]
                     if ev:
-                        latencies.append((s.name, k, (ev[0]["_arrival_us"] - (kill_us - r["offset_us"])) / 1000.0))
+                        latencies.append((f"{s.name} [{series}]", k, (ev[0]["_arrival_us"] - (kill_us - r["offset_us"])) / 1000.0))
         if boot_failed:
-            print(f"--- serial log of the {version} boot ---\n{serial}\n--- end of serial log ---")
+            print(f"--- serial log of the {version} boot on {series} ---\n{serial}\n--- end of serial log ---")
     if latencies:
         print("# OOM detection latency, kernel's 'Killed process' (/dev/kmsg, clock offset corrected) to oominit's live event:")
         for name, k, ms in latencies:
             print(f"#   {name} kill {k}: {ms:.1f} ms")
         ms = sorted(x[2] for x in latencies)
         print(f"#   median {ms[len(ms) // 2]:.1f} ms, max {ms[-1]:.1f} ms over {len(ms)} kills (TCG, not asserted)")
-    for name in ("v2_group_protected", "v2_group_unprotected"):
-        r = details.get(name)
-        if r:
+    for (name, series), r in details.items():
+        if name in ("v2_group_protected", "v2_group_unprotected"):
             e = [x for x in r["records"] if x["event"] == "exit"]
-            print(f"# {name}: rc={r['rc']} exit record: {json.dumps(e[0]['oom']) if e else 'none'}; cgroup: {r['counters']}")
+            print(f"# {name} [{series}]: rc={r['rc']} exit record: {json.dumps(e[0]['oom']) if e else 'none'}; cgroup: {r['counters']}")
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 
