@@ -727,13 +727,15 @@ def group_killed(r):
     r["summary"] = f"{len(events(r))} live events, no exit record; kernel killed {sorted(r['killed'])}"
 
 
-def pod_oom(inner, limit_bytes):
-    """The pod's limit was hit (its own `oom` rose), not the container's: oominit's counters show
-    no `oom` of the container's own, and its limit is the container's, if any."""
+def hit(inner, limit_bytes, pod):
+    """Whose limit was hit, by the kernel's counters: the pod's (its own `oom` rose, and none of
+    the container's, as oominit's counters show) when POD, else the container's alone. oominit's
+    limit is the container's, if any."""
     def check(r):
         e = inner(r)
-        expect(r["pod"].get("oom", 0) >= 1, f"pod memory.events.local {r['pod']}")
-        expect(e["oom"]["counters"]["oom"] == 0, f"counters {e['oom']['counters']}")
+        own, pods = e["oom"]["counters"]["oom"], r["pod"].get("oom", 0)
+        expect((pods >= 1 and own == 0) if pod else (pods == 0 and own >= 1),
+               f"oom: the container's {own}, the pod's own {pods}; expected the {'pod' if pod else 'container'} to be hit")
         expect(e["memory"]["limit_bytes"] == limit_bytes, f"limit_bytes {e['memory']['limit_bytes']}, expected {limit_bytes}")
         return e
     return check
@@ -778,18 +780,21 @@ RUNC = [
     # The same with CAP_SYS_RESOURCE added: oominit goes to -1000, is spared, and reports.
     Runc("runc_group_sys_resource", f"sh -c 'sleep 100 & {HOG} 128; wait'", limit=32 * MIB, oom_group=True, score=-997,
          caps=["CAP_SYS_RESOURCE"], check=in_runc(group_protected)),
+    # A pod limit above the container's (a pod of several containers): the container's is hit.
+    Runc("runc_pod_above", f"sh -c '{HOG} 128; exit 0'", limit=32 * MIB, pod_limit=48 * MIB,
+         check=in_runc(hit(verdict("leaf_oom", 0, "limit", 1), 32 * MIB, pod=False))),
     # A limit on the pod only (pod-level resources): the kills come from outside the container.
     Runc("runc_pod_limit", f"sh -c '{HOG} 128; /probe; exit 0'", pod_limit=32 * MIB,
-         check=in_runc(pod_oom(verdict("leaf_oom", 0, "outside", 1), None))),
+         check=in_runc(hit(verdict("leaf_oom", 0, "outside", 1), None, pod=True))),
     # One container whose limit equals the pod's, the pause beside it: the pod's counter is hit
     # first (containerd#6323).
     Runc("runc_pod_equal", f"sh -c '{HOG} 128; /probe; exit 0'", limit=32 * MIB, pod_limit=32 * MIB, pause=True,
-         score=-997, check=in_runc(pod_oom(verdict("leaf_oom", 0, "outside", 1), 32 * MIB), score=-997)),
+         score=-997, check=in_runc(hit(verdict("leaf_oom", 0, "outside", 1), 32 * MIB, pod=True), score=-997)),
     # Equal limits and nothing else in the pod: the pod's counter still runs out first, as the
     # kernel charges a cgroup's own per-CPU data to its parent (256 KiB seen in the pod after a
     # mkdir of an empty child, on 6.1 and 6.12).
     Runc("runc_pod_equal_alone", f"sh -c '{HOG} 128; exit 0'", limit=32 * MIB, pod_limit=32 * MIB, score=-997,
-         check=in_runc(pod_oom(verdict("leaf_oom", 0, "outside", 1), 32 * MIB))),
+         check=in_runc(hit(verdict("leaf_oom", 0, "outside", 1), 32 * MIB, pod=True))),
 ]
 
 
