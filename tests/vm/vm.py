@@ -95,6 +95,8 @@ def kernel(series):
         bootdir = os.path.join(tmp, "boot")
         vmlinuz = os.path.join(bootdir, os.listdir(bootdir)[0])
         data = open(vmlinuz, "rb").read()
+    # The package lists (25-30 MB) serve only this download.
+    shutil.rmtree(os.path.join(CACHE, f"apt-{suite}"))
     # Booting the compressed image costs 6-8 s of decompression under TCG; the payload inside
     # (XZ in 6.1, zstd in 6.12) decompresses here once. The boot protocol's header says where it
     # is; its last 4 bytes are the decompressed size, appended by the kernel's build.
