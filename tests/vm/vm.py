@@ -383,6 +383,8 @@ def init_script(version, scenarios):
 
 def pack(oominit, script, dest, tests=None, bundles=None):
     with tempfile.TemporaryDirectory() as d:
+        # It becomes the VM's /: mkdtemp's 0700 would bar every user but root from all of it.
+        os.chmod(d, 0o755)
         os.makedirs(f"{d}/bin")
         for sub in ("proc", "sys", "dev", "tmp"):
             os.makedirs(f"{d}/{sub}")
