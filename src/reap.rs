@@ -50,10 +50,13 @@ pub struct Reaped {
 }
 
 /// Reap every child that has ended, without blocking. SIGCHLD coalesces, so one signal may stand
-/// for many exits: loop until there is nothing more. `before` is told of each one first, while
-/// it is still a zombie whose /proc entry names it (waitid with WNOWAIT), then it is reaped.
-pub fn reap_all(mut before: impl FnMut(libc::pid_t, Status)) -> Reaped {
-    let mut exits = Vec::new();
+/// for many exits: loop until there is nothing more. With `before`, it is told of each one first,
+/// while it is still a zombie whose /proc entry names it (waitid with WNOWAIT), then it is reaped:
+/// two calls a child instead of one, so only when the caller has a use for it.
+pub fn reap_all(before: Option<&mut dyn FnMut(libc::pid_t, Status)>) -> Reaped {
+    let exits = Vec::new();
+    let Some(before) = before else { return reap_rest(exits) };
+    let mut exits = exits;
     loop {
         // SAFETY: siginfo_t is plain data; waitid fills it in.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };

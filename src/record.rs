@@ -262,8 +262,8 @@ pub struct AtKill {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Read {
-    /// At a wake as the cgroup reached its limit, before the kill.
-    AtLimit,
+    /// At a wake as the cgroup reached or neared its limit, before the kill.
+    BeforeKill,
     /// Once the kill was seen (no wake before it): the victims' memory may be gone from it.
     AfterKill,
 }

@@ -133,7 +133,7 @@ mod tests {
             victims_omitted: 0,
             counters: Counters::default(),
             breakdown,
-            breakdown_read: breakdown.map(|_| Read::AtLimit),
+            breakdown_read: breakdown.map(|_| Read::BeforeKill),
             largest: Vec::new(),
         }
     }

@@ -46,6 +46,11 @@ pub trait Watcher {
     fn on_wake(&mut self, which: usize) -> Option<Action>;
     /// The wake it asked for with [`Action::WakeAfter`] is due.
     fn on_timer(&mut self) -> Option<Action>;
+    /// Whether [`Watcher::before_reap`] is wanted for the exits about to be reaped (it costs a
+    /// second wait call a child).
+    fn look_before_reap(&mut self) -> bool {
+        false
+    }
     /// Process `pid` has ended by `status` and is about to be reaped: until then its /proc
     /// entry still names it.
     fn before_reap(&mut self, _pid: pid_t, _status: Status) {}
@@ -231,7 +236,11 @@ impl Supervisor<'_, '_> {
         if !reap_now {
             return None;
         }
-        let reaped = reap::reap_all(|pid, status| self.watcher.before_reap(pid, status));
+        let reaped = if self.watcher.look_before_reap() {
+            reap::reap_all(Some(&mut |pid, status| self.watcher.before_reap(pid, status)))
+        } else {
+            reap::reap_all(None)
+        };
         for &(pid, status) in &reaped.exits {
             diag!(3, "reaped {pid}: {status:?}");
             if pid == self.main {

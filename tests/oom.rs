@@ -414,11 +414,12 @@ fn a_heap_hog_shows_as_anonymous_memory() {
     assert_eq!(r["verdict"], "leaf_oom", "{r}");
     let event = &oom_events(&out.stderr)[0];
     for o in [event, &r["oom"]] {
-        // Read before the kill, at the wake as the cgroup reached its limit: the hog's memory is in.
-        assert_eq!(o["breakdown_read"], "at_limit", "{o}");
+        // Read before the kill, at a wake as the cgroup neared or reached its limit: the hog's
+        // memory is in.
+        assert_eq!(o["breakdown_read"], "before_kill", "{o}");
         let (field, bytes) = fullest(&o["breakdown"]);
         assert_eq!(field, "anon_bytes", "{o}");
-        assert!(bytes >= 24 * MIB, "{bytes} bytes of anon in a 32 MiB cgroup at its limit: {o}");
+        assert!(bytes >= 12 * MIB, "{bytes} bytes of anon in a 32 MiB cgroup near its limit: {o}");
         assert_eq!(o["largest"][0]["comm"], "memhog", "{o}");
     }
 }
@@ -435,9 +436,11 @@ fn files_in_tmpfs_show_as_shmem() {
     let _ = std::fs::remove_dir(&dir);
     let r = exit_record(&out.stderr);
     assert_eq!(r["verdict"], "leaf_oom", "{r}");
+    // On v1 the reading may be the one at 3/4 of the limit, while the file was still being
+    // written: at least half the limit, and the biggest part.
     let (field, bytes) = fullest(&r["oom"]["breakdown"]);
     assert_eq!(field, "shmem_bytes", "{r}");
-    assert!(bytes >= 24 * MIB, "{r}");
+    assert!(bytes >= 16 * MIB, "{r}");
 }
 
 #[test]
