@@ -24,6 +24,7 @@ pub mod sink;
 pub mod spawn;
 pub mod summary;
 pub mod supervise;
+pub mod termlog;
 pub mod victims;
 
 use std::ffi::OsString;
@@ -38,6 +39,7 @@ use crate::oom::{headroom, Baseline, Observed, OomWatch};
 use crate::reap::Status;
 use crate::record::{ExitRecord, Facts, MainEnd, MainInfo, OomInfo, Verdict};
 use crate::sink::Sink;
+use crate::termlog::TerminationLog;
 
 /// Everything `main` does; returns the process exit code.
 pub fn main_entry(args: Vec<OsString>) -> i32 {
@@ -93,26 +95,34 @@ fn run(cfg: &Config) -> Result<i32, Error> {
             headroom::lock_image();
             headroom::prefault_stack();
             let argv = record::short_argv(cfg.command.iter().map(|a| a.to_string_lossy()), cfg.argv_shown);
-            let mut watch = OomWatch::arm(baseline, Some((pid, argv)), cfg.argv_shown, &sink);
+            let termlog = TerminationLog::open(cfg.termination_log.as_deref());
+            let mut watch = OomWatch::arm(baseline, Some((pid, argv)), cfg.argv_shown, &sink, termlog);
             let exit = supervise::supervise(cfg, lp.as_ref(), pid, &mut watch)?;
             (Some(pid), MainEnd::Ended(exit.status), watch, exit.sigkilled_by_oominit)
         }
         Err(e) => {
             diag::line(format_args!("cannot run '{}': {e}", cfg.command[0].to_string_lossy()));
             // For the figures: a null limit in the record would claim "unlimited".
-            (None, MainEnd::SpawnFailed(e), OomWatch::arm(baseline, None, cfg.argv_shown, &sink), false)
+            let termlog = TerminationLog::open(cfg.termination_log.as_deref());
+            (
+                None,
+                MainEnd::SpawnFailed(e),
+                OomWatch::arm(baseline, None, cfg.argv_shown, &sink, termlog),
+                false,
+            )
         }
     };
-    let record = exit_record(cfg, pid, end, watch.finish(), sigkilled_by_oominit, started);
+    let mut observed = watch.finish();
+    let mut termlog = std::mem::take(&mut observed.termlog);
+    let record = exit_record(cfg, pid, end, observed, sigkilled_by_oominit, started);
     // Before the record, which is the last line oominit writes.
     if let Some(line) = summary::line(&record).filter(|_| cfg.summary) {
         diag::line(format_args!("{line}"));
     }
     Emitter::new(&sink).emit(&record);
-    if let Some(path) = &cfg.termination_log {
-        if sink::termination_log(path, &record.compact()) {
-            diag!(2, "exit record written to {}", path.display());
-        }
+    // In place of a pre-mortem oominit wrote there, never of the application's own message.
+    if termlog.write(record.compact().as_bytes()) {
+        diag!(2, "exit record written to the termination log");
     }
     Ok(record.exit_code)
 }

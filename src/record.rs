@@ -250,6 +250,41 @@ impl<'a> OomEvent<'a> {
     }
 }
 
+/// The pre-mortem: the cgroup at its limit, as a kill would find it, for the termination log
+/// (`termlog`), where the exit record replaces it.
+#[derive(Debug, Serialize)]
+pub struct LimitEvent<'a> {
+    pub event: &'static str,
+    pub schema: u32,
+    /// Kills so far (the `oom_kill` delta since start), and every counter's rise.
+    pub kills: u64,
+    pub counters: Counters,
+    pub breakdown: Option<Breakdown>,
+    pub largest: &'a [Holder],
+    pub memory: MemoryInfo,
+    pub time: String,
+}
+
+impl<'a> LimitEvent<'a> {
+    pub fn new(
+        delta: &Counters,
+        breakdown: Breakdown,
+        largest: &'a [Holder],
+        memory: MemoryInfo,
+    ) -> LimitEvent<'a> {
+        LimitEvent {
+            event: "limit",
+            schema: SCHEMA,
+            kills: delta.kills(),
+            counters: *delta,
+            breakdown: Some(breakdown),
+            largest,
+            memory,
+            time: now_rfc3339(),
+        }
+    }
+}
+
 /// What the cgroup held when a kill was seen.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AtKill {

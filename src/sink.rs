@@ -1,13 +1,12 @@
-//! Where records go: `--record stdout|stderr|fd:N|PATH`, and Kubernetes' termination log.
+//! Where records go: `--record stdout|stderr|fd:N|PATH` (the termination log is `termlog`).
 //!
 //! Reporting must never stop the command from running: a sink that cannot be opened falls back
 //! to stderr with one warning, and write errors are dropped.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::libc;
@@ -87,19 +86,6 @@ impl Sink {
     }
 }
 
-/// Write `text` to Kubernetes' termination log if that file exists, is writable and is still
-/// empty: the application may have written its own message, which wins. Returns whether it wrote.
-pub fn termination_log(path: &Path, text: &str) -> bool {
-    // No O_CREAT: outside Kubernetes the file does not exist and nothing is written.
-    let Ok(mut f) = OpenOptions::new().write(true).custom_flags(libc::O_CLOEXEC).open(path) else {
-        return false;
-    };
-    match f.metadata() {
-        Ok(m) if m.len() == 0 => f.write_all(text.as_bytes()).is_ok(),
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,17 +98,5 @@ mod tests {
         assert_eq!(Target::parse("/run/x.json"), Ok(Target::Path("/run/x.json".into())));
         assert!(Target::parse("fd:x").is_err());
         assert!(Target::parse("").is_err());
-    }
-
-    #[test]
-    fn termination_log_only_when_present_and_empty() {
-        let p = std::env::temp_dir().join(format!("oominit-tl-{}", std::process::id()));
-        assert!(!termination_log(&p, "{}"), "absent: not created");
-        assert!(!p.exists());
-        std::fs::write(&p, "").unwrap();
-        assert!(termination_log(&p, "{\"a\":1}"));
-        assert!(!termination_log(&p, "{\"b\":2}"), "not empty any more");
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":1}");
-        std::fs::remove_file(&p).unwrap();
     }
 }

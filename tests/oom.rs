@@ -678,6 +678,30 @@ fn termination_log_written_once_compact_and_valid() {
 }
 
 #[test]
+fn a_pre_mortem_survives_when_oominit_is_killed_with_the_rest() {
+    // Kubernetes' group kill (memory.oom.group) takes oominit too, before any exit record. Here
+    // the main shell plays it: a hog is OOM-killed, then oominit is SIGKILLed. What the
+    // termination log holds then is the pre-mortem written as the cgroup reached its limit.
+    let cg = MemCgroup::new("32M");
+    let path = std::env::temp_dir().join(format!("oominit-premortem-{}", std::process::id()));
+    std::fs::write(&path, "").unwrap();
+    let p = path.to_str().unwrap();
+    let script = format!("{} 128; kill -9 $PPID; sleep 1", memhog());
+    let out = run_cmd(&mut cg.oominit(&["--termination-log", p, "--", "sh", "-c", &script]));
+    assert_eq!(out.status.signal(), Some(9), "oominit was killed: {}", stderr(&out));
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(text.len() < 1024, "{} bytes", text.len());
+    let rec: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    assert_valid(&rec);
+    assert_eq!(rec["event"], "limit", "{rec}");
+    let (field, bytes) = fullest(&rec["breakdown"]);
+    assert_eq!(field, "anon_bytes", "{rec}");
+    assert!(bytes >= 12 * MIB, "{rec}");
+    assert_eq!(rec["memory"]["limit_bytes"], 32 * MIB, "{rec}");
+}
+
+#[test]
 fn earlier_kills_and_limit_hits_are_not_counted() {
     // The baseline is read before the command starts: what happened in the cgroup before (an
     // earlier run, a restarted container) must not show in this run's record.

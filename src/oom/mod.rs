@@ -20,9 +20,12 @@ use crate::cgroup::{Breakdown, Cgroup, CgroupError, Counters, Memory, Wake, Watc
 use crate::diag;
 use crate::emit::Emitter;
 use crate::reap::Status;
-use crate::record::{ArgvShown, AtKill, Holder, MemoryInfo, OomEvent, Read, Victim};
+use crate::record::{
+    ArgvShown, AtKill, Holder, LimitEvent, MemoryInfo, OomEvent, Read, Victim, TERMINATION_LOG_MAX,
+};
 use crate::sink::Sink;
 use crate::supervise::{Action, Watcher};
+use crate::termlog::TerminationLog;
 use crate::victims::{tracker, Victims};
 
 /// The counters before the command starts, and the cgroup they were read from.
@@ -59,6 +62,11 @@ pub struct OomWatch<'a> {
     at_kill: AtKill,
     /// When the counters were last re-read for a forwarded signal.
     forward_checked: Option<Instant>,
+    /// Kubernetes' termination log, for the pre-mortem and, at exit, the exit record.
+    termlog: TerminationLog,
+    /// Where the pre-mortem is serialized (touched at start), and its largest processes.
+    premortem: Vec<u8>,
+    premortem_largest: Vec<Holder>,
     headroom: Headroom,
     emitter: Emitter<'a>,
 }
@@ -85,6 +93,8 @@ pub struct Observed {
     pub certain: u64,
     pub main_named: bool,
     pub at_kill: AtKill,
+    /// Handed back for the exit record.
+    pub termlog: TerminationLog,
 }
 
 impl<'a> OomWatch<'a> {
@@ -99,6 +109,7 @@ impl<'a> OomWatch<'a> {
         main: Option<(pid_t, Vec<String>)>,
         argv: ArgvShown,
         sink: &'a Sink,
+        termlog: TerminationLog,
     ) -> OomWatch<'a> {
         let Baseline { mut cgroup, counters } = baseline;
         let budget = tracker::fd_budget(nofile());
@@ -138,6 +149,9 @@ impl<'a> OomWatch<'a> {
             victims,
             filling: None,
             forward_checked: None,
+            termlog,
+            premortem: Vec::new(),
+            premortem_largest: Vec::with_capacity(LARGEST),
             at_kill: AtKill { largest: Vec::with_capacity(LARGEST), ..AtKill::default() },
             headroom,
             emitter: Emitter::new(sink),
@@ -153,6 +167,14 @@ impl<'a> OomWatch<'a> {
         let nothing =
             OomEvent::new(&w.baseline.since(&w.baseline), w.victims.latest(), &full, w.memory_info());
         w.emitter.prepare(&nothing);
+        if w.termlog.is_open() {
+            w.premortem = vec![b' '; 2 * TERMINATION_LOG_MAX];
+            if let Some(b) = full.breakdown {
+                let sample =
+                    LimitEvent::new(&w.baseline.since(&w.baseline), b, &full.largest, w.memory_info());
+                serialize(&mut w.premortem, &sample);
+            }
+        }
         w
     }
 
@@ -187,9 +209,34 @@ impl<'a> OomWatch<'a> {
     fn note_filling(&mut self) {
         let Some(b) = self.breakdown() else { return };
         let full = self.memory().limit_bytes.map_or(true, |limit| b.total() >= limit / 2);
-        if full && self.delta().is_some_and(|d| d.kills() == self.reported) {
-            self.filling = Some((b, Instant::now()));
+        let Some(delta) = self.delta().filter(|d| full && d.kills() == self.reported) else { return };
+        self.filling = Some((b, Instant::now()));
+        // As often as readings are kept: a few times per OOM on v1, every 100 ms at most on v2.
+        self.write_premortem(&delta, b);
+    }
+
+    /// The cgroup at its limit, before a kill, into the termination log: under a group kill
+    /// (`memory.oom.group`, which Kubernetes sets) oominit dies with the rest, and this is then
+    /// all that says what filled the container. The write dirties a page of the file: the
+    /// reserve is given back first if the cgroup has no room for it.
+    fn write_premortem(&mut self, delta: &Counters, b: Breakdown) {
+        if !self.termlog.is_open() {
+            return;
         }
+        let cgroup = &self.cgroup;
+        self.headroom.before_listing(|| memory(cgroup));
+        let mut largest = std::mem::take(&mut self.premortem_largest);
+        self.victims.largest(LARGEST, &mut largest);
+        let mut event = LimitEvent::new(delta, b, &largest, self.memory_info());
+        serialize(&mut self.premortem, &event);
+        if self.premortem.len() >= TERMINATION_LOG_MAX {
+            event.largest = &[];
+            serialize(&mut self.premortem, &event);
+        }
+        if self.premortem.len() < TERMINATION_LOG_MAX && self.termlog.write(&self.premortem) {
+            diag!(2, "pre-mortem written to the termination log");
+        }
+        self.premortem_largest = largest;
     }
 
     /// `memory.stat`, through a file held open into a buffer touched at start: no charge.
@@ -299,7 +346,16 @@ impl<'a> OomWatch<'a> {
         let memory = self.memory_info();
         let (certain, main_named) = (self.victims.certain(), self.victims.main_named());
         let (victims, victims_omitted) = self.victims.into_kept();
-        Observed { delta, memory, victims, victims_omitted, certain, main_named, at_kill: self.at_kill }
+        Observed {
+            delta,
+            memory,
+            victims,
+            victims_omitted,
+            certain,
+            main_named,
+            at_kill: self.at_kill,
+            termlog: self.termlog,
+        }
     }
 }
 
@@ -390,6 +446,14 @@ impl Watcher for OomWatch<'_> {
             self.check();
         }
         None
+    }
+}
+
+/// `record` as one JSON line into `buf`, or nothing if it cannot be.
+fn serialize(buf: &mut Vec<u8>, record: &impl serde::Serialize) {
+    buf.clear();
+    if serde_json::to_writer(&mut *buf, record).is_err() {
+        buf.clear();
     }
 }
 
