@@ -708,7 +708,10 @@ def in_runc(inner, score=0, sys_resource=False):
             expect(t and len(r["tlog"]) < 1024 and (t["verdict"], t["exit_code"]) == (exits[0]["verdict"], exits[0]["exit_code"]),
                    f"termination log {r['tlog']!r}")
         else:
-            expect(r["tlog"] == "", f"termination log {r['tlog']!r} without an exit record")
+            # Nothing, or the pre-mortem oominit wrote as the cgroup reached its limit.
+            t = json.loads(r["tlog"]) if r["tlog"].startswith("{") else None
+            expect(r["tlog"] == "" or (t and t["event"] == "limit" and len(r["tlog"]) < 1024),
+                   f"termination log {r['tlog']!r} without an exit record")
         expect(r["left"] == [[], [], []], f"left behind: processes {r['left'][0]}, cgroups {r['left'][1]}, runc {r['left'][2]}")
         if exits and not r.get("summary"):
             o = exits[0]["oom"]
@@ -729,7 +732,19 @@ def group_killed(r):
     # Killed in the same walk as the others: a live event can only come if oominit ran in between.
     for e in events(r):
         expect(e["kills"] <= len(r["killed"]), f"live event {e}")
-    r["summary"] = f"{len(events(r))} live events, no exit record; kernel killed {sorted(r['killed'])}"
+    # What survives is the pre-mortem in the termination log: the hog's memory, before the kill.
+    # On 6.12's one TCG CPU oominit did not run between the hog's first `max` event and the kill
+    # in 1 of 3 runs: the pre-mortem is required on 6.1 only, and its absence said.
+    t = json.loads(r["tlog"]) if (r["tlog"] or "").startswith("{") else None
+    if t is None and "[6.12]" in r["name"]:
+        r["summary"] = f"{len(events(r))} live events, no exit record; kernel killed {sorted(r['killed'])}; NO pre-mortem (6.12)"
+        return
+    expect(t is not None and t["event"] == "limit", f"no pre-mortem in the termination log: {r['tlog']!r}")
+    b = t["breakdown"]
+    expect(b["anon_bytes"] >= 16 * MIB and t["largest"][:1] and t["largest"][0]["comm"] == "memhog",
+           f"pre-mortem {json.dumps(t)}")
+    r["summary"] = (f"{len(events(r))} live events, no exit record; kernel killed {sorted(r['killed'])}; "
+                    f"pre-mortem: anon {b['anon_bytes'] >> 20} MiB, largest {t['largest'][0]['comm']}")
 
 
 def hit(inner, limit_bytes, pod):
