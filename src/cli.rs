@@ -34,7 +34,10 @@ OOM reporting:
       --record TARGET      where JSON records go: stderr (default), stdout, fd:N or a file PATH
       --strict             exit with the OOM exit code when another process was OOM-killed
                            while COMMAND exited 0
-      --oom-exit-code N    the code --strict exits with (default 137)
+      --oom-exit-code N    the code --strict and --on-leaf-oom exit exit with (default 137)
+      --on-leaf-oom MODE   continue (default): report a kill of another process and go on;
+                           exit: SIGTERM COMMAND, SIGKILL what is left after --grace (10s
+                           if unset), exit with the OOM exit code
       --termination-log P  write the exit record to P if it exists and is empty
                            (default /dev/termination-log, as Kubernetes provides it)
       --no-termination-log never write a termination log
@@ -50,10 +53,10 @@ OOM reporting:
 Environment (the TINI_ names are honoured too):
   OOMINIT_SUBREAPER, OOMINIT_KILL_PROCESS_GROUP, OOMINIT_VERBOSITY=N,
   OOMINIT_STRICT, OOMINIT_OOM_EXIT_CODE=N, OOMINIT_RECORD=TARGET, OOMINIT_ARGV,
-  OOMINIT_SUMMARY=0
+  OOMINIT_SUMMARY=0, OOMINIT_ON_LEAF_OOM=MODE
 
 Exit codes: COMMAND's own; 128+N if it died of signal N; the OOM exit code under
---strict; 127 command not found; 126 command not executable; 2 usage error;
+--strict, or after --on-leaf-oom exit stopped COMMAND; 127 command not found; 126 command not executable; 2 usage error;
 125 oominit itself failed.
 ";
 
@@ -84,11 +87,43 @@ pub struct Config {
     pub argv_shown: ArgvShown,
     /// Say in one line on stderr what was OOM-killed, before the exit record.
     pub summary: bool,
+    /// What to do when a process other than the main one is OOM-killed.
+    pub on_leaf_oom: OnLeafOom,
 }
 
 pub const DEFAULT_TERMINATION_LOG: &str = "/dev/termination-log";
 
+/// The grace `--on-leaf-oom exit` gives when `--grace` is unset, as `docker stop` does: a main
+/// process that ignores SIGTERM is still SIGKILLed.
+pub const LEAF_OOM_GRACE: Duration = Duration::from_secs(10);
+
+/// `--on-leaf-oom`: what a kill of a process other than the main one leads to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnLeafOom {
+    /// Report it and go on.
+    #[default]
+    Continue,
+    /// Stop the main process (SIGTERM, SIGKILL after the grace) and exit with the OOM exit code.
+    Exit,
+}
+
+impl OnLeafOom {
+    pub fn parse(text: &str) -> Result<OnLeafOom, String> {
+        match text {
+            "continue" => Ok(OnLeafOom::Continue),
+            "exit" => Ok(OnLeafOom::Exit),
+            _ => Err(format!("'{text}' is not continue or exit")),
+        }
+    }
+}
+
 impl Config {
+    /// When oominit stops the main process itself (`--on-leaf-oom exit`), the time from its
+    /// SIGTERM to the SIGKILL of what is left: `--grace`, else [`LEAF_OOM_GRACE`].
+    pub fn stop_grace(&self) -> Duration {
+        self.grace.unwrap_or(LEAF_OOM_GRACE)
+    }
+
     /// The signal to forward in place of `signo`, or `None` to drop it.
     pub fn rewrite(&self, signo: i32) -> Option<i32> {
         match self.rewrites.iter().rev().find(|(from, _)| *from == signo) {
@@ -136,7 +171,11 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
             }
             None => true,
         },
+        on_leaf_oom: OnLeafOom::Continue,
     };
+    if let Some(v) = env("OOMINIT_ON_LEAF_OOM")? {
+        cfg.on_leaf_oom = OnLeafOom::parse(&v).map_err(|e| format!("OOMINIT_ON_LEAF_OOM: {e}"))?;
+    }
     if let Some(v) = env("OOMINIT_ARGV")? {
         cfg.argv_shown = ArgvShown::parse(&v).map_err(|e| format!("OOMINIT_ARGV: {e}"))?;
     }
@@ -177,6 +216,10 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
             Long("no-termination-log") => cfg.termination_log = None,
             Long("no-oom-protect") => cfg.protect = false,
             Long("no-summary") => cfg.summary = false,
+            Long("on-leaf-oom") => {
+                cfg.on_leaf_oom =
+                    OnLeafOom::parse(&value(&mut p)?).map_err(|e| format!("--on-leaf-oom: {e}"))?
+            }
             Long("argv") => {
                 cfg.argv_shown = ArgvShown::parse(&value(&mut p)?).map_err(|e| format!("--argv: {e}"))?
             }
@@ -391,6 +434,21 @@ mod tests {
         assert_eq!(run(&["--argv", "none", "x"], &[]).unwrap().argv_shown, ArgvShown::None);
         assert_eq!(run(&["x"], &[("OOMINIT_ARGV", "argv0")]).unwrap().argv_shown, ArgvShown::First);
         assert!(run(&["--argv", "some", "x"], &[]).unwrap_err().contains("--argv"));
+        assert_eq!(run(&["x"], &[]).unwrap().on_leaf_oom, OnLeafOom::Continue);
+        assert_eq!(run(&["--on-leaf-oom", "exit", "x"], &[]).unwrap().on_leaf_oom, OnLeafOom::Exit);
+        assert_eq!(run(&["x"], &[("OOMINIT_ON_LEAF_OOM", "exit")]).unwrap().on_leaf_oom, OnLeafOom::Exit);
+        let c = run(&["--on-leaf-oom", "continue", "x"], &[("OOMINIT_ON_LEAF_OOM", "exit")]).unwrap();
+        assert_eq!(c.on_leaf_oom, OnLeafOom::Continue, "the option wins over the environment");
+        for (args, env, needle) in [
+            (&["--on-leaf-oom", "stop", "x"][..], &[][..], "--on-leaf-oom"),
+            (&["--on-leaf-oom"][..], &[][..], "--on-leaf-oom"),
+            (&["x"][..], &[("OOMINIT_ON_LEAF_OOM", "1")][..], "OOMINIT_ON_LEAF_OOM"),
+        ] {
+            let e = run(args, env).unwrap_err();
+            assert!(e.contains(needle) && !e.contains('\n'), "{args:?}: {e}");
+        }
+        assert_eq!(run(&["x"], &[]).unwrap().stop_grace(), LEAF_OOM_GRACE);
+        assert_eq!(run(&["--grace", "2s", "x"], &[]).unwrap().stop_grace(), Duration::from_secs(2));
         for bad in ["fd:-1", "fd:-2", "fd:+3", "fd:99999999999"] {
             let e = run(&["--record", bad, "x"], &[]).unwrap_err();
             assert!(e.contains(bad), "{e}");

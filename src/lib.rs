@@ -6,7 +6,8 @@
 //! clean ([`spawn`]); while it execs, lower oominit's own OOM score ([`oomscore`]) and register
 //! for OOM notifications; then one event loop that forwards signals, reaps zombies and reports OOM
 //! kills as they happen ([`supervise`]); decide what happened and write the exit record
-//! ([`record`], [`emit`]); exit with the command's code, or the OOM exit code under `--strict`.
+//! ([`record`], [`emit`]); exit with the command's code, or the OOM exit code under `--strict`
+//! or when oominit stopped the command after another process's OOM kill (`--on-leaf-oom exit`).
 
 pub mod cgroup;
 pub mod cli;
@@ -32,13 +33,14 @@ use std::ffi::OsString;
 use nix::libc;
 
 use crate::cgroup::Cgroup;
-use crate::cli::{Action, Config};
+use crate::cli::{Action, Config, OnLeafOom};
 use crate::emit::Emitter;
 use crate::error::{Error, EXIT_FATAL, EXIT_USAGE};
 use crate::oom::{headroom, Baseline, Observed, OomWatch};
 use crate::reap::Status;
-use crate::record::{ExitRecord, Facts, MainEnd, MainInfo, OomInfo, Verdict};
+use crate::record::{ExitRecord, Facts, MainEnd, MainInfo, OomInfo, Stopped, Verdict};
 use crate::sink::Sink;
+use crate::supervise::MainExit;
 use crate::termlog::TerminationLog;
 
 /// Everything `main` does; returns the process exit code.
@@ -84,7 +86,7 @@ fn run(cfg: &Config) -> Result<i32, Error> {
     let sink = Sink::open(&cfg.record);
     let baseline = Baseline::read(Cgroup::discover());
 
-    let (pid, end, watch, sigkilled_by_oominit) = match spawn::spawn(&cfg.command) {
+    let (pid, end, watch, exit) = match spawn::spawn(&cfg.command) {
         Ok(pid) => {
             diag!(2, "started '{}' as {pid}", cfg.command[0].to_string_lossy());
             // After the fork, in parallel with the command's exec: the command keeps the
@@ -97,8 +99,11 @@ fn run(cfg: &Config) -> Result<i32, Error> {
             let argv = record::short_argv(cfg.command.iter().map(|a| a.to_string_lossy()), cfg.argv_shown);
             let termlog = TerminationLog::open(cfg.termination_log.as_deref());
             let mut watch = OomWatch::arm(baseline, Some((pid, argv)), cfg.argv_shown, &sink, termlog);
+            if cfg.on_leaf_oom == OnLeafOom::Exit {
+                watch.stop_main_on_leaf_oom();
+            }
             let exit = supervise::supervise(cfg, lp.as_ref(), pid, &mut watch)?;
-            (Some(pid), MainEnd::Ended(exit.status), watch, exit.sigkilled_by_oominit)
+            (Some(pid), MainEnd::Ended(exit.status), watch, Some(exit))
         }
         Err(e) => {
             diag::line(format_args!("cannot run '{}': {e}", cfg.command[0].to_string_lossy()));
@@ -108,13 +113,13 @@ fn run(cfg: &Config) -> Result<i32, Error> {
                 None,
                 MainEnd::SpawnFailed(e),
                 OomWatch::arm(baseline, None, cfg.argv_shown, &sink, termlog),
-                false,
+                None,
             )
         }
     };
     let mut observed = watch.finish();
     let mut termlog = std::mem::take(&mut observed.termlog);
-    let record = exit_record(cfg, pid, end, observed, sigkilled_by_oominit, started);
+    let record = exit_record(cfg, pid, end, observed, exit, started);
     // Before the record, which is the last line oominit writes.
     if let Some(line) = summary::line(&record).filter(|_| cfg.summary) {
         diag::line(format_args!("{line}"));
@@ -133,9 +138,11 @@ fn exit_record(
     pid: Option<i32>,
     end: MainEnd,
     observed: Observed,
-    main_sigkilled_by_oominit: bool,
+    exit: Option<MainExit>,
     started: std::time::Instant,
 ) -> ExitRecord {
+    let main_sigkilled_by_oominit = exit.is_some_and(|e| e.sigkilled_by_oominit);
+    let stopped = exit.and_then(|e| e.stopped);
     let kills = observed.delta.kills();
     let unnamed = kills.saturating_sub(observed.certain);
     let main_named = observed.main_named;
@@ -147,7 +154,8 @@ fn exit_record(
     // --strict: a hidden OOM kill (main exited 0) becomes a failure restart policies can see.
     let strict_applied =
         cfg.strict && verdict == Verdict::LeafOom && end == MainEnd::Ended(Status::Exited(0));
-    if strict_applied {
+    // --on-leaf-oom exit: oominit stopped main for a kill; however main ended, the OOM code.
+    if strict_applied || stopped.is_some() {
         exit_code = cfg.oom_exit_code;
     }
     ExitRecord {
@@ -156,6 +164,7 @@ fn exit_record(
         verdict,
         exit_code,
         strict_applied,
+        stopped: stopped.map(Stopped::leaf_oom),
         main: MainInfo::new(pid, &cfg.command, cfg.argv_shown, end),
         oom: OomInfo {
             kills,

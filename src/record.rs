@@ -357,6 +357,27 @@ pub struct OomInfo {
     pub largest: Vec<Holder>,
 }
 
+/// Why and how oominit stopped the main process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Stopped {
+    /// `leaf_oom`: a process other than main was OOM-killed (`--on-leaf-oom exit`).
+    pub reason: &'static str,
+    /// What main was sent first.
+    pub signal: &'static str,
+    /// From that signal to the SIGKILL of whatever was left, main included.
+    pub grace_ms: u64,
+}
+
+impl Stopped {
+    pub fn leaf_oom(grace: std::time::Duration) -> Stopped {
+        Stopped {
+            reason: "leaf_oom",
+            signal: "SIGTERM",
+            grace_ms: u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
@@ -371,6 +392,9 @@ pub struct ExitRecord {
     pub exit_code: i32,
     /// True when `--strict` turned a hidden OOM kill into `exit_code`.
     pub strict_applied: bool,
+    /// oominit stopped the main process itself (`--on-leaf-oom exit`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<Stopped>,
     pub main: MainInfo,
     pub oom: OomInfo,
     pub memory: MemoryInfo,
@@ -578,6 +602,7 @@ mod tests {
             verdict: Verdict::LeafOom,
             exit_code: 137,
             strict_applied: true,
+            stopped: Some(Stopped::leaf_oom(std::time::Duration::from_secs(10))),
             main: MainInfo::new(Some(7), &argv, ArgvShown::All, MainEnd::Ended(Status::Exited(0))),
             oom: OomInfo {
                 kills: 100,
@@ -606,6 +631,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&c).unwrap();
         assert_eq!(v["verdict"], "leaf_oom");
         assert_eq!(v["exit_code"], 137);
+        assert_eq!(v["stopped"]["reason"], "leaf_oom", "what oominit did stays");
         assert_eq!(v["oom"]["kills"], 100);
         assert_eq!(v["oom"]["victims_omitted"], 100);
         assert_eq!(v["oom"]["breakdown"]["anon_bytes"], u64::MAX, "what filled it stays");

@@ -69,8 +69,13 @@ fn outcome(r: &ExitRecord) -> String {
         (_, None, Some(sig)) => format!("main died of {}", signals::name(sig)),
         (_, None, None) => "main never ran".to_string(),
     };
-    let strict = if r.strict_applied { " (--strict)" } else { "" };
-    format!("{main} -> exit {}{strict}", r.exit_code)
+    let why = match (r.stopped, r.strict_applied) {
+        (Some(_), _) => " (--on-leaf-oom exit)",
+        (None, true) => " (--strict)",
+        (None, false) => "",
+    };
+    let stopped = if r.stopped.is_some() { "oominit stopped main; " } else { "" };
+    format!("{stopped}{main} -> exit {}{why}", r.exit_code)
 }
 
 /// Bytes as a person reads them: KiB below 1 MiB, MiB below 10 GiB, GiB above.
@@ -114,6 +119,7 @@ mod tests {
             verdict,
             exit_code,
             strict_applied: strict,
+            stopped: None,
             main: MainInfo::new(Some(7), &["sh".into()], ArgvShown::All, MainEnd::Ended(end)),
             oom,
             memory: MemoryInfo::new(Some((Version::V1, "/".into())), memory, Some("eventfd")),
@@ -165,6 +171,17 @@ mod tests {
         for (r, want) in rows {
             assert_eq!(line(&r).as_deref(), want);
         }
+    }
+
+    #[test]
+    fn a_stop_by_oominit_says_so() {
+        let o = oom(1, Some(Scope::Limit), vec![victim(14, Some("memhog"), false)], None);
+        let mut r = record(Verdict::LeafOom, Status::Signaled(15), 137, false, o);
+        r.stopped = Some(crate::record::Stopped::leaf_oom(std::time::Duration::from_secs(10)));
+        assert_eq!(
+            line(&r).as_deref(),
+            Some("memhog (pid 14) was OOM-killed at the container's 32 MiB limit; oominit stopped main; main died of SIGTERM -> exit 137 (--on-leaf-oom exit)")
+        );
     }
 
     #[test]

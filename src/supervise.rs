@@ -6,7 +6,9 @@
 //! Each wake: forward signals to the child, hand cgroup events to the watcher and carry out what
 //! it asks, reap every zombie. When the main process has been reaped: exit at once (as tini does;
 //! as PID 1 the kernel then kills the rest of the namespace), or, with `--grace`, TERM the rest,
-//! wait, then KILL.
+//! wait, then KILL. When the watcher asks to stop the main process (`--on-leaf-oom exit`): TERM
+//! it; once it has ended, TERM the rest; whatever is left when the grace from that first TERM
+//! runs out, main included, gets KILL.
 //!
 //! The loop's own descriptors ([`Loop`]) are made before anything else, so that reporting can
 //! never take the last descriptors the init's job needs. Where even those cannot be had
@@ -67,6 +69,10 @@ pub enum Action {
     /// Call [`Watcher::on_timer`] once, this long from now (replacing any earlier request), or
     /// never (None).
     WakeAfter(Option<Duration>),
+    /// Stop the main process: SIGTERM to it (to its process group with `-g`), then, whatever
+    /// it does, SIGKILL to what is left once the grace ([`Config::stop_grace`]) has run out.
+    /// Asked at most once; ignored once main has ended.
+    StopMain,
 }
 
 /// How the main process ended, and whether oominit itself sent it a SIGKILL (a signal rewritten
@@ -75,6 +81,8 @@ pub enum Action {
 pub struct MainExit {
     pub status: Status,
     pub sigkilled_by_oominit: bool,
+    /// oominit stopped the main process ([`Action::StopMain`]), giving it this grace.
+    pub stopped: Option<Duration>,
 }
 
 /// The loop's descriptors: the signalfd and the epoll set.
@@ -95,6 +103,8 @@ impl Loop {
 
 enum Phase {
     Running,
+    /// oominit sent main SIGTERM ([`Action::StopMain`]); it and the rest have until then.
+    Stopping(Instant),
     /// Main is gone; the rest got SIGTERM and have until then.
     Grace(Instant),
     /// The grace ran out; what is left got SIGKILL. Until then, oominit waits for what it could
@@ -112,6 +122,8 @@ struct Supervisor<'c, 'w> {
     phase: Phase,
     main_status: Option<Status>,
     sigkilled_main: bool,
+    /// The grace given when oominit stopped the main process.
+    stopped: Option<Duration>,
     /// When the watcher wants its [`Watcher::on_timer`].
     watcher_due: Option<Instant>,
 }
@@ -133,6 +145,7 @@ pub fn supervise(
         phase: Phase::Running,
         main_status: None,
         sigkilled_main: false,
+        stopped: None,
         watcher_due: None,
     };
     match lp {
@@ -198,7 +211,7 @@ impl Supervisor<'_, '_> {
     fn next_due(&self) -> Option<Duration> {
         let grace = match self.phase {
             Phase::Running => None,
-            Phase::Grace(t) => Some(t),
+            Phase::Stopping(t) | Phase::Grace(t) => Some(t),
             Phase::Killing(t) => t,
         };
         let due = [grace, self.watcher_due].into_iter().flatten().min()?;
@@ -206,8 +219,36 @@ impl Supervisor<'_, '_> {
     }
 
     fn act(&mut self, action: Option<Action>) {
-        if let Some(Action::WakeAfter(after)) = action {
-            self.watcher_due = after.map(|d| later(Instant::now(), d));
+        match action {
+            Some(Action::WakeAfter(after)) => self.watcher_due = after.map(|d| later(Instant::now(), d)),
+            Some(Action::StopMain) => self.stop_main(),
+            None => {}
+        }
+    }
+
+    /// SIGTERM to main, once, while it runs; the grace starts now.
+    fn stop_main(&mut self) {
+        if self.main_status.is_some() || !matches!(self.phase, Phase::Running) {
+            return;
+        }
+        let grace = self.cfg.stop_grace();
+        let target = self.target();
+        diag!(1, "stopping the main process: SIGTERM to {target}, SIGKILL in {} ms", grace.as_millis());
+        if let Err(e) = signals::send(target, libc::SIGTERM) {
+            if e != Errno::ESRCH {
+                diag!(1, "sending SIGTERM to {target}: {e}");
+            }
+        }
+        self.stopped = Some(grace);
+        self.phase = Phase::Stopping(later(Instant::now(), grace));
+    }
+
+    /// Where signals for the main process go: to it, or with `-g` to its process group.
+    fn target(&self) -> pid_t {
+        if self.cfg.kill_group {
+            -self.main
+        } else {
+            self.main
         }
     }
 
@@ -222,8 +263,13 @@ impl Supervisor<'_, '_> {
         }
         let is_pid1 = self.me == 1;
         match self.phase {
-            Phase::Grace(t) if t <= now => {
+            Phase::Stopping(t) | Phase::Grace(t) if t <= now => {
                 diag!(1, "grace period over: sending SIGKILL to the remaining processes");
+                if self.main_status.is_none() {
+                    // Stopped by oominit and still there: its death by SIGKILL is oominit's doing.
+                    self.sigkilled_main = true;
+                    let _ = signals::send(self.target(), libc::SIGKILL);
+                }
                 let all_found = signal_rest(is_pid1, self.main, libc::SIGKILL);
                 self.phase = Phase::Killing((!all_found).then(|| later(now, UNFOUND_WAIT)));
             }
@@ -266,6 +312,13 @@ impl Supervisor<'_, '_> {
                 signal_rest(is_pid1, self.main, libc::SIGTERM);
                 self.phase = Phase::Grace(later(now, grace));
             }
+            // Main ended after oominit stopped it: the rest have what is left of the grace.
+            (Phase::Stopping(t), _) => {
+                diag!(2, "main process ended: SIGTERM to the remaining processes");
+                let t = *t;
+                signal_rest(is_pid1, self.main, libc::SIGTERM);
+                self.phase = Phase::Grace(t);
+            }
             // Processes forked after the last sweep have escaped it: sweep again while killing.
             (Phase::Killing(_), _) => {
                 signal_rest(is_pid1, self.main, libc::SIGKILL);
@@ -277,7 +330,11 @@ impl Supervisor<'_, '_> {
 
     /// How main ended, once it has.
     fn exit(&self) -> Option<MainExit> {
-        Some(MainExit { status: self.main_status?, sigkilled_by_oominit: self.sigkilled_main })
+        Some(MainExit {
+            status: self.main_status?,
+            sigkilled_by_oominit: self.sigkilled_main,
+            stopped: self.stopped,
+        })
     }
 
     /// Forward each signal (rewritten as asked), then tell the watcher; says whether SIGCHLD
@@ -304,7 +361,7 @@ impl Supervisor<'_, '_> {
                 diag!(3, "{} dropped (-r)", signals::name(signo));
                 continue;
             };
-            let target = if self.cfg.kill_group { -self.main } else { self.main };
+            let target = self.target();
             diag!(3, "forwarding {} to {target}", signals::name(to));
             self.sigkilled_main |= to == libc::SIGKILL;
             // ESRCH: the child is already gone and its SIGCHLD is on its way.

@@ -251,6 +251,88 @@ fn strict_turns_a_hidden_oom_into_137() {
     assert_eq!(exit_record(&out.stderr)["strict_applied"], false);
 }
 
+/// A main that starts a hog (killed), then would sleep on: with `--on-leaf-oom exit` oominit
+/// stops it at once with SIGTERM (the trap says so), the sleep left behind gets SIGTERM once main
+/// has gone, and oominit exits with the OOM exit code, not main's 0.
+const STOPPABLE: &str = "trap 'echo main got TERM; exit 0' TERM; sh -c 'echo leaf $$; exec {memhog} 128'; \
+                         echo main sleeps on; sleep 300 & wait $!; echo main woke";
+
+#[test]
+fn on_leaf_oom_exit_stops_main_with_sigterm_and_exits_137() {
+    let cg = MemCgroup::new("32M");
+    let start = std::time::Instant::now();
+    let out = sh(&cg, &["--on-leaf-oom", "exit"], STOPPABLE);
+    let took = start.elapsed();
+    assert_eq!(code(&out), 137, "{}", stderr(&out));
+    assert!(took < std::time::Duration::from_secs(5), "stopped at once, not after the grace: {took:?}");
+    assert!(stdout(&out).contains("main got TERM"), "main got SIGTERM first: {}", stdout(&out));
+    assert!(!stdout(&out).contains("main woke"), "{}", stdout(&out));
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["verdict"], "leaf_oom", "{r}");
+    assert_eq!(r["exit_code"], 137);
+    assert_eq!(r["main"]["exit_code"], 0, "main's own status stays in the record");
+    assert_eq!(r["strict_applied"], false);
+    assert_eq!(
+        r["stopped"],
+        serde_json::json!({"reason": "leaf_oom", "signal": "SIGTERM", "grace_ms": 10000})
+    );
+    assert_eq!(r["oom"]["kills"], 1);
+    assert_eq!(r["oom"]["main_killed"], false);
+    assert_leaf_named(&r, leaf_pid(&out), &["proc", "pidfd"]);
+    assert!(stderr(&out).contains("oominit stopped main"), "the summary says so: {}", stderr(&out));
+    let left = std::fs::read_to_string(cg.dir.join("cgroup.procs")).unwrap();
+    assert_eq!(left.trim(), "", "nothing left behind");
+
+    // The same from the environment, and with the OOM exit code chosen.
+    let script = STOPPABLE.replace("{memhog}", &memhog());
+    let out = run_cmd(
+        cg.oominit(&["--oom-exit-code", "3", "--", "sh", "-c", &script]).env("OOMINIT_ON_LEAF_OOM", "exit"),
+    );
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stdout(&out).contains("main got TERM"), "{}", stdout(&out));
+
+    // Without it, main goes on as before, and the record has no `stopped`.
+    let out = sh(&cg, &[], "sh -c 'exec {memhog} 128'; sleep 0.5; echo main went on");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("main went on"));
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["verdict"], "leaf_oom");
+    assert!(r.get("stopped").is_none(), "{r}");
+}
+
+#[test]
+fn on_leaf_oom_exit_kills_a_main_that_ignores_sigterm_after_the_grace() {
+    let cg = MemCgroup::new("32M");
+    let start = std::time::Instant::now();
+    let script = "trap '' TERM; sh -c 'exec {memhog} 128'; echo main sleeps on; sleep 300; echo main woke";
+    let out = sh(&cg, &["--on-leaf-oom", "exit", "--grace", "1s", "-g"], script);
+    let took = start.elapsed();
+    assert_eq!(code(&out), 137, "{}", stderr(&out));
+    assert!(took >= std::time::Duration::from_secs(1), "the grace was given: {took:?}");
+    assert!(took < std::time::Duration::from_secs(5), "then SIGKILL: {took:?}");
+    assert!(!stdout(&out).contains("main woke"), "{}", stdout(&out));
+    let r = exit_record(&out.stderr);
+    // oominit's own SIGKILL: not a main OOM kill.
+    assert_eq!(r["verdict"], "leaf_oom", "{r}");
+    assert_eq!(r["main"]["signal_name"], "SIGKILL");
+    assert_eq!(r["oom"]["main_killed"], false);
+    assert_eq!(r["oom"]["kills"], 1);
+    assert_eq!(r["stopped"]["grace_ms"], 1000);
+    let left = std::fs::read_to_string(cg.dir.join("cgroup.procs")).unwrap();
+    assert_eq!(left.trim(), "", "nothing left behind");
+}
+
+#[test]
+fn on_leaf_oom_exit_leaves_a_main_the_kernel_kills_alone() {
+    let cg = MemCgroup::new("32M");
+    let out = run_cmd(&mut cg.oominit(&["--on-leaf-oom", "exit", "-v", "-v", "--", &memhog(), "128"]));
+    assert_eq!(code(&out), 137, "{}", stderr(&out));
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["verdict"], "main_oom", "{r}");
+    assert!(r.get("stopped").is_none(), "main was the victim, not stopped: {r}");
+    assert!(!stderr(&out).contains("stopping the main process"), "{}", stderr(&out));
+}
+
 #[test]
 fn three_leaves_killed_one_after_another() {
     let cg = MemCgroup::new("32M");

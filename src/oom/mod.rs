@@ -8,6 +8,7 @@
 //! [`victims`](crate::victims)', and when oominit may open files in a full cgroup is the
 //! [`headroom`] rule's.
 
+pub mod failfast;
 pub mod headroom;
 
 use std::os::fd::BorrowedFd;
@@ -69,6 +70,10 @@ pub struct OomWatch<'a> {
     premortem_largest: Vec<Holder>,
     headroom: Headroom,
     emitter: Emitter<'a>,
+    /// `--on-leaf-oom exit`: ask the loop to stop the main process after a kill of another.
+    stop_on_leaf: bool,
+    /// Asked already: once per run.
+    stop_asked: bool,
 }
 
 /// The largest processes a record lists.
@@ -155,6 +160,8 @@ impl<'a> OomWatch<'a> {
             at_kill: AtKill { largest: Vec::with_capacity(LARGEST), ..AtKill::default() },
             headroom,
             emitter: Emitter::new(sink),
+            stop_on_leaf: false,
+            stop_asked: false,
         };
         // A dry run with every field the size it will be, to warm the serializer and its buffer.
         let mut full = AtKill {
@@ -176,6 +183,42 @@ impl<'a> OomWatch<'a> {
             }
         }
         w
+    }
+
+    /// `--on-leaf-oom exit`: once a process other than the main one is OOM-killed, answer the
+    /// loop with [`Action::StopMain`].
+    pub fn stop_main_on_leaf_oom(&mut self) {
+        self.stop_on_leaf = true;
+    }
+
+    /// After a read that found new kills (`rose`): whether to stop the main process
+    /// ([`failfast::leaf_killed`]), once.
+    fn leaf_stop(&mut self, rose: bool) -> Option<Action> {
+        if !rose || !self.stop_on_leaf || self.stop_asked {
+            return None;
+        }
+        let facts = |v: &Victims, kills, confirmed| failfast::AfterKill {
+            kills,
+            certain: v.certain(),
+            main_named: v.main_named(),
+            main: v.main_seen(),
+            confirmed,
+        };
+        let kills = self.reported;
+        let mut call = failfast::leaf_killed(&facts(&self.victims, kills, false));
+        if call == failfast::Call::Confirm {
+            // Once, only after a kill left unnamed: a main the kernel is killing shows it by then.
+            std::thread::sleep(failfast::CONFIRM_AFTER);
+            self.victims.observe(false);
+            call = failfast::leaf_killed(&facts(&self.victims, kills, true));
+        }
+        if call != failfast::Call::Stop {
+            diag!(2, "a kill counted, but not one to stop the main process for");
+            return None;
+        }
+        self.stop_asked = true;
+        diag!(1, "a process other than main was OOM-killed (--on-leaf-oom exit): stopping main");
+        Some(Action::StopMain)
     }
 
     /// Kills since start, or None when they cannot be read.
@@ -371,6 +414,10 @@ impl Watcher for OomWatch<'_> {
         let cgroup = self.cgroup.as_ref().ok();
         let wake = self.watch.as_mut()?.wake(which, || cgroup?.memory().usage_bytes)?;
         let (_, rose) = self.check();
+        if let Some(stop) = self.leaf_stop(rose) {
+            // Rather than a re-read: main is being stopped, and the exit re-reads everything.
+            return Some(stop);
+        }
         match wake {
             Wake::OomBegins => {
                 // v1, once per OOM, whenever the last reading: the cgroup at its limit, the
@@ -405,7 +452,7 @@ impl Watcher for OomWatch<'_> {
 
     fn on_timer(&mut self) -> Option<Action> {
         let (_, rose) = self.check();
-        self.recheck(false, rose)
+        self.leaf_stop(rose).or_else(|| self.recheck(false, rose))
     }
 
     /// Kills not reported yet are reported before a stop can end oominit without its exit record
@@ -415,7 +462,8 @@ impl Watcher for OomWatch<'_> {
         // the signal (forwarding latency, on one CPU, went from 1.06 to 1.53 times tini's).
         if self.forward_checked.map_or(true, |at| at.elapsed() >= FORWARD_CHECK_EVERY) {
             self.forward_checked = Some(Instant::now());
-            self.check();
+            let (_, rose) = self.check();
+            return self.leaf_stop(rose);
         }
         None
     }
@@ -443,7 +491,8 @@ impl Watcher for OomWatch<'_> {
         self.victims.reaped(exits);
         let sigkill = exits.iter().any(|(_, s)| *s == Status::Signaled(nix::libc::SIGKILL));
         if self.watch.as_ref().map_or(true, |w| w.reap_may_show_kill(sigkill)) {
-            self.check();
+            let (_, rose) = self.check();
+            return self.leaf_stop(rose);
         }
         None
     }

@@ -170,6 +170,16 @@ impl Victims {
         self.named.certain()
     }
 
+    /// The main process as last looked at.
+    pub fn main_seen(&self) -> crate::oom::failfast::MainSeen {
+        use crate::oom::failfast::MainSeen;
+        match self.tracker.entries.iter().find(|t| t.main).map(|t| t.state) {
+            Some(State::Alive) => MainSeen::Alive,
+            Some(State::Dead { .. } | State::Named { .. }) => MainSeen::Ending,
+            None => MainSeen::Unknown,
+        }
+    }
+
     /// Whether the main process is among those named.
     pub fn main_named(&self) -> bool {
         self.named.main()

@@ -472,6 +472,46 @@ def s_orphan(img):
     return o, f"watch {rec['memory']['watch']}: {names(rec)}, source reaped"
 
 
+def leaf_exit(img, name, leaf, opts=()):
+    """--on-leaf-oom exit: a worker is OOM-killed while main would sleep on for 300 s. oominit
+    must SIGTERM main at once (its trap prints the kernel's counters and exits 0), the container
+    must exit 137 well within the grace (10 s by default), and the record say leaf_oom, stopped,
+    main's own exit 0."""
+    script = (f"stop() {{ echo main got TERM; {OOM_CONTROL}; exit 0; }}; trap stop TERM; {leaf}; "
+              "echo main sleeps on; sleep 300 & wait $!; echo main woke")
+    t0 = time.time()
+    o = run(name, img["scratch"], ["/bin/sh", "-c", script], flags=["--on-leaf-oom", "exit"], opts=opts)
+    took = time.time() - t0
+    validate(o)
+    rec = o.rec
+    expect("main got TERM" in o.stdout and "main woke" not in o.stdout, "main never saw SIGTERM")
+    expect(o.oomkilled is True and o.exit == 137, f"docker says OOMKilled={o.oomkilled} ExitCode={o.exit}")
+    expect(rec["verdict"] == "leaf_oom" and rec["exit_code"] == 137 and rec["main"]["exit_code"] == 0,
+           f"verdict {rec['verdict']} exit_code {rec['exit_code']} main {rec['main']['exit_code']}")
+    expect(rec.get("stopped") == {"reason": "leaf_oom", "signal": "SIGTERM", "grace_ms": 10000}, f"stopped {rec.get('stopped')}")
+    expect(not rec["strict_applied"] and not rec["oom"]["main_killed"], f"strict_applied {rec['strict_applied']}")
+    expect(rec["duration_ms"] < 5000 and took < 10, f"the container took {took:.1f}s, oominit {rec['duration_ms']} ms")
+    check_counts(o, rec)
+    expect(o.events, "no live oom event")
+    leaf_named(o, rec, ("proc", "pidfd", "reaped"))
+    summary = [l for l in o.stderr.splitlines() if l.startswith("oominit: ") and "OOM-killed" in l]
+    expect(len(summary) == 1 and "oominit stopped main" in summary[0], f"the summary line: {summary}")
+    return o, (f"main got SIGTERM, ExitCode 137 after {rec['duration_ms']} ms (container {took:.1f}s), main 0; "
+               f"watch {rec['memory']['watch']}, {names(rec)}")
+
+
+def s_leaf_exit_rw(img):
+    """The cgroup watched (writable cgroupfs): the kill is seen as it happens."""
+    return leaf_exit(img, "leaf_exit_rw", "sh -c 'echo leaf $$; exec /memhog 128'",
+                     opts=["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"])
+
+
+def s_leaf_exit_orphan(img):
+    """Behind Docker's read-only cgroupfs (watch reap) a kill shows at oominit's own reaps: an
+    orphaned worker, reaped by oominit."""
+    return leaf_exit(img, "leaf_exit_orphan", "(sh -c 'echo leaf $$; exec /memhog 128' &); sleep 2")
+
+
 def s_restart(img):
     cname = start("restart", img["scratch"], ["/memhog", "128"], opts=["--restart", "on-failure:2"])
     deadline = time.time() + 90
@@ -553,7 +593,8 @@ def s_debian_python_pool(img, rw=False):
 
 
 SCRATCH = [s_leaf, s_strict, s_strict_env, s_main_oom, s_stop, s_stop_after_a_kill, s_read_only, s_user, s_init,
-           s_termination_log, s_cgroup_rw, s_uid_rw, s_uid_rw_reaped, s_orphan, s_restart]
+           s_termination_log, s_cgroup_rw, s_uid_rw, s_uid_rw_reaped, s_orphan, s_restart, s_leaf_exit_rw,
+           s_leaf_exit_orphan]
 def s_debian_python_pool_rw(img):
     return s_debian_python_pool(img, rw=True)
 
