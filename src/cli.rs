@@ -45,6 +45,8 @@ OOM reporting:
       --argv all|argv0|none  how much of each process's argv records show (default all:
                            16 arguments of 256 bytes); arguments can carry secrets
       --no-summary         no human line on stderr saying what was OOM-killed at exit
+      --limit-events D|off a `limit` record when memory the kernel cannot reclaim fills half
+                           the limit, at most once per D (default 60s)
 
   -v, --verbose            more diagnostics on stderr (repeat for more)
   -V, --version            print the version and exit
@@ -53,7 +55,7 @@ OOM reporting:
 Environment (the TINI_ names are honoured too):
   OOMINIT_SUBREAPER, OOMINIT_KILL_PROCESS_GROUP, OOMINIT_VERBOSITY=N,
   OOMINIT_STRICT, OOMINIT_OOM_EXIT_CODE=N, OOMINIT_RECORD=TARGET, OOMINIT_ARGV,
-  OOMINIT_SUMMARY=0, OOMINIT_ON_LEAF_OOM=MODE
+  OOMINIT_SUMMARY=0, OOMINIT_ON_LEAF_OOM=MODE, OOMINIT_LIMIT_EVENTS=D|off
 
 Exit codes: COMMAND's own; 128+N if it died of signal N; the OOM exit code under
 --strict, or after --on-leaf-oom exit stopped COMMAND; 127 command not found; 126 command not executable; 2 usage error;
@@ -89,6 +91,8 @@ pub struct Config {
     pub summary: bool,
     /// What to do when a process other than the main one is OOM-killed.
     pub on_leaf_oom: OnLeafOom,
+    /// `--limit-events`: at most one `limit` record per this long; None: off.
+    pub limit_events: Option<Duration>,
 }
 
 pub const DEFAULT_TERMINATION_LOG: &str = "/dev/termination-log";
@@ -172,7 +176,11 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
             None => true,
         },
         on_leaf_oom: OnLeafOom::Continue,
+        limit_events: Some(DEFAULT_LIMIT_EVENTS),
     };
+    if let Some(v) = env("OOMINIT_LIMIT_EVENTS")? {
+        cfg.limit_events = limit_events(&v).map_err(|e| format!("OOMINIT_LIMIT_EVENTS: {e}"))?;
+    }
     if let Some(v) = env("OOMINIT_ON_LEAF_OOM")? {
         cfg.on_leaf_oom = OnLeafOom::parse(&v).map_err(|e| format!("OOMINIT_ON_LEAF_OOM: {e}"))?;
     }
@@ -216,6 +224,10 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
             Long("no-termination-log") => cfg.termination_log = None,
             Long("no-oom-protect") => cfg.protect = false,
             Long("no-summary") => cfg.summary = false,
+            Long("limit-events") => {
+                cfg.limit_events =
+                    limit_events(&value(&mut p)?).map_err(|e| format!("--limit-events: {e}"))?
+            }
             Long("on-leaf-oom") => {
                 cfg.on_leaf_oom =
                     OnLeafOom::parse(&value(&mut p)?).map_err(|e| format!("--on-leaf-oom: {e}"))?
@@ -270,6 +282,17 @@ pub fn env_bool(v: &str) -> Option<bool> {
         "" | "0" | "false" | "no" | "off" => Some(false),
         "1" | "true" | "yes" | "on" => Some(true),
         _ => None,
+    }
+}
+
+/// How often `limit` records may come by default.
+pub const DEFAULT_LIMIT_EVENTS: Duration = Duration::from_secs(60);
+
+/// `--limit-events`: `off` (or 0), or at most one per DURATION.
+fn limit_events(text: &str) -> Result<Option<Duration>, String> {
+    match text.trim() {
+        "off" | "0" => Ok(None),
+        t => parse_duration(t).map(|d| Some(d).filter(|d| !d.is_zero())),
     }
 }
 
@@ -344,6 +367,20 @@ mod tests {
         assert_eq!(c.rewrite(15), Some(3));
         assert_eq!(c.rewrite(10), None);
         assert_eq!(c.rewrite(2), Some(2));
+    }
+
+    #[test]
+    fn limit_events_every_duration_or_off() {
+        assert_eq!(run(&["x"], &[]).unwrap().limit_events, Some(DEFAULT_LIMIT_EVENTS));
+        assert_eq!(
+            run(&["--limit-events", "5s", "x"], &[]).unwrap().limit_events,
+            Some(Duration::from_secs(5))
+        );
+        for off in ["off", "0", "0s"] {
+            assert_eq!(run(&["--limit-events", off, "x"], &[]).unwrap().limit_events, None, "{off}");
+        }
+        assert_eq!(run(&["x"], &[("OOMINIT_LIMIT_EVENTS", "off")]).unwrap().limit_events, None);
+        assert!(run(&["--limit-events", "often", "x"], &[]).is_err());
     }
 
     #[test]

@@ -102,6 +102,9 @@ fn run(cfg: &Config) -> Result<i32, Error> {
             if cfg.on_leaf_oom == OnLeafOom::Exit {
                 watch.stop_main_on_leaf_oom();
             }
+            if let Some(every) = cfg.limit_events {
+                watch.warn_at_limit(every);
+            }
             let exit = supervise::supervise(cfg, lp.as_ref(), pid, &mut watch)?;
             (Some(pid), MainEnd::Ended(exit.status), watch, Some(exit))
         }

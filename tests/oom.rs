@@ -530,14 +530,7 @@ fn page_cache_alone_is_no_oom() {
     // Reading a file three times the limit fills the cgroup with page cache, which the kernel
     // reclaims: no kill, nothing to explain.
     let cg = MemCgroup::new("32M");
-    let file = std::env::temp_dir().join(format!("oominit-cache-{}", std::process::id()));
-    let fs = std::process::Command::new("stat").args(["-f", "-c", "%T"]).arg(std::env::temp_dir()).output();
-    let fs = fs.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
-    assert!(
-        !["tmpfs", "ramfs"].contains(&fs.as_str()),
-        "this test needs a disk-backed temp dir ({} is {fs}, where a file is memory, not cache)",
-        std::env::temp_dir().display()
-    );
+    let file = disk_file("cache");
     let script = format!(
         "dd if=/dev/zero of={0} bs=1M count=96 2>/dev/null && cat {0} {0} > /dev/null",
         file.display()
@@ -549,6 +542,45 @@ fn page_cache_alone_is_no_oom() {
     assert_eq!((r["verdict"].as_str(), r["oom"]["kills"].as_u64()), (Some("clean"), Some(0)), "{r}");
     assert!(r["oom"]["breakdown"].is_null() && r["oom"]["largest"] == serde_json::json!([]), "{r}");
     assert!(r["memory"]["peak_bytes"].as_u64().unwrap() >= 24 * MIB, "the cache filled it: {r}");
+    let limits: Vec<_> = records(&out.stderr).into_iter().filter(|r| r["event"] == "limit").collect();
+    assert!(limits.is_empty(), "page cache at the limit is normal, no early warning: {limits:?}");
+}
+
+/// A temporary file on a disk-backed filesystem (page cache, not memory), or a loud failure.
+fn disk_file(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir();
+    let fs = std::process::Command::new("stat").args(["-f", "-c", "%T"]).arg(&dir).output();
+    let fs = fs.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    assert!(
+        !["tmpfs", "ramfs"].contains(&fs.as_str()),
+        "this test needs a disk-backed temp dir ({} is {fs}, where a file is memory, not cache)",
+        dir.display()
+    );
+    dir.join(format!("oominit-{name}-{}", std::process::id()))
+}
+
+#[test]
+fn memory_the_kernel_cannot_reclaim_at_the_limit_is_warned_of_once() {
+    // 20 MiB of heap held while page cache fills the rest of a 32 MiB cgroup: no kill, but more
+    // than half the limit cannot be reclaimed. One `limit` record says so (one a minute at most).
+    let cg = MemCgroup::new("32M");
+    let file = disk_file("warn");
+    let script =
+        format!("{} 20 2 & sleep 0.5; dd if=/dev/zero of={1} bs=1M count=64 2>/dev/null; cat {1} {1} >/dev/null; wait", memhog(), file.display());
+    let out = sh(&cg, &[], &script);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["verdict"], "clean", "{r}");
+    let limits: Vec<_> = records(&out.stderr).into_iter().filter(|r| r["event"] == "limit").collect();
+    assert_eq!(limits.len(), 1, "{}", stderr(&out));
+    let anon = limits[0]["breakdown"]["anon_bytes"].as_u64().unwrap_or(0);
+    assert!(anon >= 16 * MIB, "{}", limits[0]);
+    assert_eq!(limits[0]["largest"][0]["comm"], "memhog", "{}", limits[0]);
+
+    // Switched off: none.
+    let out = sh(&cg, &["--limit-events", "off"], "{memhog} 20 0.5; exit 0");
+    assert!(records(&out.stderr).iter().all(|r| r["event"] != "limit"), "{}", stderr(&out));
 }
 
 #[test]

@@ -24,10 +24,17 @@ pub struct Breakdown {
 impl Breakdown {
     /// Everything it accounts for.
     pub fn total(&self) -> u64 {
-        [self.anon_bytes, self.file_bytes, self.shmem_bytes, self.kernel_bytes, self.sock_bytes]
-            .iter()
-            .fold(0u64, |sum, b| sum.saturating_add(b.unwrap_or(0)))
+        sum(&[self.anon_bytes, self.file_bytes, self.shmem_bytes, self.kernel_bytes, self.sock_bytes])
     }
+
+    /// What the kernel cannot reclaim without swap: anon, shmem, kernel memory.
+    pub fn unreclaimable(&self) -> u64 {
+        sum(&[self.anon_bytes, self.shmem_bytes, self.kernel_bytes])
+    }
+}
+
+fn sum(parts: &[Option<u64>]) -> u64 {
+    parts.iter().fold(0u64, |sum, b| sum.saturating_add(b.unwrap_or(0)))
 }
 
 /// v2: `memory.stat` says it all. `file` counts shmem too; `kernel` (5.18+) is the sum of the
@@ -105,6 +112,7 @@ mod tests {
         assert_eq!(some(1, 2, 3, 4, 5).total(), 15);
         assert_eq!(Breakdown { anon_bytes: Some(u64::MAX), ..some(1, 2, 3, 4, 5) }.total(), u64::MAX);
         assert_eq!(Breakdown::default().total(), 0);
+        assert_eq!(some(1, 2, 3, 4, 5).unreclaimable(), 8, "anon, shmem, kernel");
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub struct OomWatch<'a> {
     /// Where the pre-mortem is serialized (touched at start), and its largest processes.
     premortem: Vec<u8>,
     premortem_largest: Vec<Holder>,
+    /// `--limit-events`: how often at most, and when the last one was written.
+    warn_every: Option<Duration>,
+    warned_at: Option<Instant>,
     headroom: Headroom,
     emitter: Emitter<'a>,
     /// `--on-leaf-oom exit`: ask the loop to stop the main process after a kill of another.
@@ -157,6 +160,8 @@ impl<'a> OomWatch<'a> {
             termlog,
             premortem: Vec::new(),
             premortem_largest: Vec::with_capacity(LARGEST),
+            warn_every: None,
+            warned_at: None,
             at_kill: AtKill { largest: Vec::with_capacity(LARGEST), ..AtKill::default() },
             headroom,
             emitter: Emitter::new(sink),
@@ -254,23 +259,45 @@ impl<'a> OomWatch<'a> {
         let full = self.memory().limit_bytes.map_or(true, |limit| b.total() >= limit / 2);
         let Some(delta) = self.delta().filter(|d| full && d.kills() == self.reported) else { return };
         self.filling = Some((b, Instant::now()));
-        // As often as readings are kept: a few times per OOM on v1, every 100 ms at most on v2.
-        self.write_premortem(&delta, b);
-    }
-
-    /// The cgroup at its limit, before a kill, into the termination log: under a group kill
-    /// (`memory.oom.group`, which Kubernetes sets) oominit dies with the rest, and this is then
-    /// all that says what filled the container. The write dirties a page of the file: the
-    /// reserve is given back first if the cgroup has no room for it.
-    fn write_premortem(&mut self, delta: &Counters, b: Breakdown) {
-        if !self.termlog.is_open() {
+        // The pre-mortem as often as readings are kept (a few times per OOM on v1, every 100 ms at
+        // most on v2); the early warning once per interval, and only for memory the kernel
+        // cannot reclaim (page cache at the limit is normal).
+        let limit = self.memory().limit_bytes;
+        let warn = self.warn_every.is_some_and(|every| {
+            limit.is_some_and(|l| b.unreclaimable() >= l / 2)
+                && self.warned_at.map_or(true, |at| at.elapsed() >= every)
+        });
+        if !warn && !self.termlog.is_open() {
             return;
         }
         let cgroup = &self.cgroup;
         self.headroom.before_listing(|| memory(cgroup));
         let mut largest = std::mem::take(&mut self.premortem_largest);
         self.victims.largest(LARGEST, &mut largest);
-        let mut event = LimitEvent::new(delta, b, &largest, self.memory_info());
+        let event = LimitEvent::new(&delta, b, &largest, self.memory_info());
+        if warn {
+            self.warned_at = Some(Instant::now());
+            self.emitter.emit(&event);
+        }
+        self.write_premortem(event);
+        self.premortem_largest = largest;
+    }
+
+    /// `--limit-events`: an early warning in the record stream (a `limit` record) when memory the
+    /// kernel cannot reclaim (anon, shmem, kernel) fills half the limit or more, at most once per
+    /// `every`.
+    pub fn warn_at_limit(&mut self, every: Duration) {
+        self.warn_every = Some(every);
+    }
+
+    /// The cgroup at its limit, before a kill, into the termination log: under a group kill
+    /// (`memory.oom.group`, which Kubernetes sets) oominit dies with the rest, and this is then
+    /// all that says what filled the container. The write dirties a page of the file: the
+    /// reserve is given back first if the cgroup has no room for it.
+    fn write_premortem(&mut self, mut event: LimitEvent<'_>) {
+        if !self.termlog.is_open() {
+            return;
+        }
         serialize(&mut self.premortem, &event);
         if self.premortem.len() >= TERMINATION_LOG_MAX {
             event.largest = &[];
@@ -279,7 +306,6 @@ impl<'a> OomWatch<'a> {
         if self.premortem.len() < TERMINATION_LOG_MAX && self.termlog.write(&self.premortem) {
             diag!(2, "pre-mortem written to the termination log");
         }
-        self.premortem_largest = largest;
     }
 
     /// `memory.stat`, through a file held open into a buffer touched at start: no charge.

@@ -831,6 +831,7 @@ TESTS = [
     # A cgroup of its own: the tests move into a leaf of it and enable memory for its children.
     HostTests("v2_tests_oom", "oom", not_on={"6.12": ONE_CPU_612},
               skip={"page_cache_alone_is_no_oom": NO_DISK,
+                    "memory_the_kernel_cannot_reclaim_at_the_limit_is_warned_of_once": NO_DISK,
                     "a_victim_under_another_uid_is_named_without_the_right_to_ptrace_it": ONE_CPU_UID},
               check=both(libtest, layout(["memory"], [r"oominit-tests-\d+/"], []))),
     HostTests("v2_tests_core", "core", skip={"child_gets_the_terminal_foreground": NO_TTY},
