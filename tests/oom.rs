@@ -90,13 +90,23 @@ fn assert_leaf_named(r: &serde_json::Value, pid: i64, sources: &[&str]) {
     assert_eq!(v["pid"], pid, "{v}");
     assert_eq!(v["comm"], "memhog", "{v}");
     assert_eq!(v["argv"], serde_json::json!([memhog(), "128"]));
-    assert_eq!((v["main"].as_bool(), v["uncertain"].as_bool()), (Some(false), Some(false)), "{v}");
-    assert!(sources.contains(&v["source"].as_str().unwrap_or("")), "source: {v}");
     let rss = v["rss_bytes"].as_u64().unwrap_or(0);
     assert!((16 * MIB..=40 * MIB).contains(&rss), "rss just before the kill: {v}");
+    // Where the kernel keeps no exit status for a pidfd (before 6.15), a victim its parent reaps
+    // before oominit looks again is gone without a trace: `vanished`, never certain (README).
+    let vanished = v["source"] == "vanished" && !pidfd_exit_statuses();
+    assert_eq!((v["main"].as_bool(), v["uncertain"].as_bool()), (Some(false), Some(vanished)), "{v}");
+    assert!(vanished || sources.contains(&v["source"].as_str().unwrap_or("")), "source: {v}");
     if r.get("unnamed").is_some() {
-        assert_eq!(r["unnamed"], 0);
+        assert_eq!(r["unnamed"], u64::from(vanished), "{r}");
     }
+}
+
+/// Whether this kernel reports a reaped process's exit status through its pidfd (6.15+).
+fn pidfd_exit_statuses() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut v = release.trim().split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
+    (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (6, 15)
 }
 
 /// The pid a script printed as `leaf PID`.
@@ -574,8 +584,12 @@ fn memory_the_kernel_cannot_reclaim_at_the_limit_is_warned_of_once() {
     assert_eq!(r["verdict"], "clean", "{r}");
     let limits: Vec<_> = records(&out.stderr).into_iter().filter(|r| r["event"] == "limit").collect();
     assert_eq!(limits.len(), 1, "{}", stderr(&out));
-    let anon = limits[0]["breakdown"]["anon_bytes"].as_u64().unwrap_or(0);
-    assert!(anon >= 16 * MIB, "{}", limits[0]);
+    // As the rule says: anon, shmem and kernel memory fill half the limit; the heap the most.
+    let b = &limits[0]["breakdown"];
+    let unreclaimable: u64 =
+        ["anon_bytes", "shmem_bytes", "kernel_bytes"].iter().map(|k| b[k].as_u64().unwrap_or(0)).sum();
+    assert!(unreclaimable >= 16 * MIB, "{}", limits[0]);
+    assert_eq!(fullest(b).0, "anon_bytes", "{}", limits[0]);
     assert_eq!(limits[0]["largest"][0]["comm"], "memhog", "{}", limits[0]);
 
     // Switched off: none.

@@ -19,8 +19,8 @@
 //!   or a fatal signal pending, where the reader may not see the exit code and has no status file
 //!   held open) counts as a death by SIGKILL in every tally, but is never named for certain.
 //! - A process gone with no exit status to read (`vanished`: reaped by its own parent on a kernel
-//!   without pidfd exit statuses) is named only when exactly as many vanished as kills are left
-//!   unexplained, and then uncertain. Never guessed among more.
+//!   without pidfd exit statuses), seen before the read or during it, is named only when exactly
+//!   as many vanished as kills are left unexplained, and then uncertain. Never guessed among more.
 
 use serde::Serialize;
 
@@ -81,7 +81,9 @@ pub struct Tally {
     new: u64,
     killed_before: u64,
     killed_after: u64,
-    vanished_before: u64,
+    /// Vanished, seen before the read began or after: a victim its parent reaped at once, where
+    /// the kernel keeps no exit status for a pidfd, often vanishes during the read that counts it.
+    vanished: u64,
     /// Where the deaths by SIGKILL before the read outnumber the kills and the largest stand out:
     /// the size from which on they are the victims.
     victims_from: Option<u64>,
@@ -96,7 +98,7 @@ impl Tally {
                     t.killed_before = t.killed_before.saturating_add(1)
                 }
                 (Death::Killed(_) | Death::Fatal, false) => t.killed_after = t.killed_after.saturating_add(1),
-                (Death::Vanished, true) => t.vanished_before = t.vanished_before.saturating_add(1),
+                (Death::Vanished, _) => t.vanished = t.vanished.saturating_add(1),
                 _ => {}
             }
         }
@@ -155,7 +157,7 @@ fn call_as_killed(death: Death, before: bool, size: Option<Size>, tally: Tally) 
             (None, _) => Call::Uncertain,
         },
         (Death::Killed(_), false) if after_fit => Call::Certain,
-        (Death::Vanished, true) if unexplained > 0 && tally.vanished_before == unexplained => Call::Uncertain,
+        (Death::Vanished, _) if unexplained > 0 && tally.vanished == unexplained => Call::Uncertain,
         (_, true) => Call::Forget,
         (_, false) => Call::Wait,
     }
@@ -210,8 +212,12 @@ mod tests {
                 &[(PROC, BEFORE, NO_SIZE), (REAPED, AFTER, NO_SIZE)], 1, &[Certain, Wait]),
             ("a death seen after a read that counted nothing: the next read decides",
                 &[(REAPED, AFTER, NO_SIZE)], 0, &[Wait]),
-            ("a vanished process seen after the read waits too",
-                &[(GONE, AFTER, NO_SIZE)], 1, &[Wait]),
+            ("a process that vanished during the read that counted one kill: the one unexplained",
+                &[(GONE, AFTER, NO_SIZE)], 1, &[Uncertain]),
+            ("a vanished process seen after a read that counted nothing waits",
+                &[(GONE, AFTER, NO_SIZE)], 0, &[Wait]),
+            ("one vanished before and one during the read, for one unexplained kill: no guess",
+                &[(GONE, BEFORE, NO_SIZE), (GONE, AFTER, NO_SIZE)], 1, &[Forget, Wait]),
             ("a death after the read fills the kill a vanished one might have been",
                 &[(GONE, BEFORE, NO_SIZE), (PROC, AFTER, NO_SIZE)], 1, &[Forget, Certain]),
             ("one kill, a hog and a small shell killed after it: the hog, by size",
