@@ -506,9 +506,11 @@ fn a_heap_hog_shows_as_anonymous_memory() {
     assert_eq!(r["verdict"], "leaf_oom", "{r}");
     let event = &oom_events(&out.stderr)[0];
     for o in [event, &r["oom"]] {
-        // Read before the kill, at a wake as the cgroup neared or reached its limit: the hog's
-        // memory is in.
-        assert_eq!(o["breakdown_read"], "before_kill", "{o}");
+        // Read before the kill, at a wake as the cgroup neared or reached its limit; or, where
+        // that wake came late (v1 registers its thresholds on a helper thread, and the tests run
+        // in parallel), as the kill was seen, before the hog's memory was given back. Either
+        // way the hog's memory is in.
+        assert!(["before_kill", "after_kill"].contains(&o["breakdown_read"].as_str().unwrap_or("")), "{o}");
         let (field, bytes) = fullest(&o["breakdown"]);
         assert_eq!(field, "anon_bytes", "{o}");
         assert!(bytes >= 12 * MIB, "{bytes} bytes of anon in a 32 MiB cgroup near its limit: {o}");
