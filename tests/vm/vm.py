@@ -733,11 +733,13 @@ def group_killed(r):
     for e in events(r):
         expect(e["kills"] <= len(r["killed"]), f"live event {e}")
     # What survives is the pre-mortem in the termination log: the hog's memory, before the kill.
-    # On 6.12's one TCG CPU oominit did not run between the hog's first `max` event and the kill
-    # in 1 of 3 runs: the pre-mortem is required on 6.1 only, and its absence said.
+    # On the VM's one TCG CPU oominit does not always run between the hog's first `max` event
+    # and the group kill (6.12: 1 run in 3; 6.1: 1 in 5, in CI): then there is none, and the
+    # suite says so. The host test a_pre_mortem_survives_when_oominit_is_killed_with_the_rest
+    # requires it.
     t = json.loads(r["tlog"]) if (r["tlog"] or "").startswith("{") else None
-    if t is None and "[6.12]" in r["name"]:
-        r["summary"] = f"{len(events(r))} live events, no exit record; kernel killed {sorted(r['killed'])}; NO pre-mortem (6.12)"
+    if t is None:
+        r["summary"] = f"{len(events(r))} live events, no exit record; kernel killed {sorted(r['killed'])}; NO pre-mortem this run"
         return
     expect(t is not None and t["event"] == "limit", f"no pre-mortem in the termination log: {r['tlog']!r}")
     b = t["breakdown"]
