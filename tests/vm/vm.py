@@ -399,8 +399,7 @@ def pack(oominit, script, dest, tests=None, bundles=None):
             os.makedirs(f"{d}/examples")
             for name, (path, _) in tests.items():
                 shutil.copy(path, f"{d}/tests/{name}")
-            for ex in os.listdir(os.path.join(ROOT, "examples")):
-                ex = ex[:-len(".rs")]
+            for ex in [e[:-len(".rs")] for e in os.listdir(os.path.join(ROOT, "examples")) if e.endswith(".rs")]:
                 shutil.copy(os.path.join(os.path.dirname(oominit), "examples", ex), f"{d}/examples/{ex}")
         if bundles:
             # runc and its libraries where they were built to be; one rootfs for every bundle.
