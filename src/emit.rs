@@ -44,13 +44,17 @@ impl<'a> Emitter<'a> {
     }
 
     fn serialize(&mut self, record: &impl Serialize) {
-        self.line.clear();
-        if let Err(e) = serde_json::to_writer(&mut self.line, record) {
-            self.line.clear();
+        if let Err(e) = serialize(&mut self.line, record) {
             self.line.extend_from_slice(format!("{{\"error\":\"serializing a record: {e}\"}}").as_bytes());
         }
         self.line.push(b'\n');
     }
+}
+
+/// `record` as JSON into `buf`, in place of what was there; left empty if it cannot be.
+pub fn serialize(buf: &mut Vec<u8>, record: &impl Serialize) -> Result<(), serde_json::Error> {
+    buf.clear();
+    serde_json::to_writer(&mut *buf, record).inspect_err(|_| buf.clear())
 }
 
 /// Write all of `text` to `fd`, dropping errors: a closed stream must not stop PID 1. SIGPIPE is

@@ -54,9 +54,8 @@ pub struct Reaped {
 /// while it is still a zombie whose /proc entry names it (waitid with WNOWAIT), then it is reaped:
 /// two calls a child instead of one, so only when the caller has a use for it.
 pub fn reap_all(before: Option<&mut dyn FnMut(libc::pid_t, Status)>) -> Reaped {
-    let exits = Vec::new();
-    let Some(before) = before else { return reap_rest(exits) };
-    let mut exits = exits;
+    let Some(before) = before else { return reap_rest(Vec::new()) };
+    let mut exits = Vec::new();
     loop {
         // SAFETY: siginfo_t is plain data; waitid fills it in.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };

@@ -19,7 +19,7 @@ use nix::libc::pid_t;
 use self::headroom::{Headroom, Listing, Snapshot};
 use crate::cgroup::{Breakdown, Cgroup, CgroupError, Counters, Memory, Wake, Watch};
 use crate::diag;
-use crate::emit::Emitter;
+use crate::emit::{self, Emitter};
 use crate::reap::Status;
 use crate::record::{
     ArgvShown, AtKill, Holder, LimitEvent, MemoryInfo, OomEvent, Read, Victim, TERMINATION_LOG_MAX,
@@ -168,9 +168,17 @@ impl<'a> OomWatch<'a> {
             stop_on_leaf: false,
             stop_asked: false,
         };
-        // A dry run with every field the size it will be, to warm the serializer and its buffer.
+        // A dry run with every field as long as it can be, to warm the serializer and its buffer
+        // (made up: the cgroup's own figures would cost another read of memory.stat at start).
+        let most = Some(u64::MAX);
         let mut full = AtKill {
-            breakdown: w.cgroup.as_mut().ok().and_then(Cgroup::breakdown),
+            breakdown: Some(Breakdown {
+                anon_bytes: most,
+                file_bytes: most,
+                shmem_bytes: most,
+                kernel_bytes: most,
+                sock_bytes: most,
+            }),
             breakdown_read: Some(Read::AfterKill),
             largest: Vec::new(),
         };
@@ -184,7 +192,7 @@ impl<'a> OomWatch<'a> {
             if let Some(b) = full.breakdown {
                 let sample =
                     LimitEvent::new(&w.baseline.since(&w.baseline), b, &full.largest, w.memory_info());
-                serialize(&mut w.premortem, &sample);
+                let _ = emit::serialize(&mut w.premortem, &sample);
             }
         }
         w
@@ -256,13 +264,13 @@ impl<'a> OomWatch<'a> {
     /// notification held 2 MiB of a 32 MiB limit and no kill counted yet.
     fn note_filling(&mut self) {
         let Some(b) = self.breakdown() else { return };
-        let full = self.memory().limit_bytes.map_or(true, |limit| b.total() >= limit / 2);
+        let limit = self.memory().limit_bytes;
+        let full = limit.map_or(true, |limit| b.total() >= limit / 2);
         let Some(delta) = self.delta().filter(|d| full && d.kills() == self.reported) else { return };
         self.filling = Some((b, Instant::now()));
         // The pre-mortem as often as readings are kept (a few times per OOM on v1, every 100 ms at
         // most on v2); the early warning once per interval, and only for memory the kernel
         // cannot reclaim (page cache at the limit is normal).
-        let limit = self.memory().limit_bytes;
         let warn = self.warn_every.is_some_and(|every| {
             limit.is_some_and(|l| b.unreclaimable() >= l / 2)
                 && self.warned_at.map_or(true, |at| at.elapsed() >= every)
@@ -298,10 +306,11 @@ impl<'a> OomWatch<'a> {
         if !self.termlog.is_open() {
             return;
         }
-        serialize(&mut self.premortem, &event);
+        // An empty buffer (a record that cannot be serialized) is not written.
+        let _ = emit::serialize(&mut self.premortem, &event);
         if self.premortem.len() >= TERMINATION_LOG_MAX {
             event.largest = &[];
-            serialize(&mut self.premortem, &event);
+            let _ = emit::serialize(&mut self.premortem, &event);
         }
         if self.premortem.len() < TERMINATION_LOG_MAX && self.termlog.write(&self.premortem) {
             diag!(2, "pre-mortem written to the termination log");
@@ -521,14 +530,6 @@ impl Watcher for OomWatch<'_> {
             return self.leaf_stop(rose);
         }
         None
-    }
-}
-
-/// `record` as one JSON line into `buf`, or nothing if it cannot be.
-fn serialize(buf: &mut Vec<u8>, record: &impl serde::Serialize) {
-    buf.clear();
-    if serde_json::to_writer(&mut *buf, record).is_err() {
-        buf.clear();
     }
 }
 

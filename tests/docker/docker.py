@@ -442,24 +442,25 @@ def leaf_named(o, rec, sources):
     expect(rec["oom"]["unnamed"] == 0, f"unnamed {rec['oom']['unnamed']}")
 
 
-def s_uid_rw(img):
-    """A worker under another uid (as a server's, after setpriv/gosu/su), its parent holding its
-    zombie: Docker's root has no CAP_SYS_PTRACE, so its stat hides the exit code; its status's
-    ShdPnd still says SIGKILL."""
-    cmd = ["/bin/sh", "-c", f"/asuser 1000 sh -c '/memhog 128 & echo leaf $!; exec sleep 1'; {OOM_CONTROL}; exit 0"]
-    o = run("uid_rw", img["scratch"], cmd, opts=["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"])
+def uid_worker(img, name, then, how):
+    """memhog as a worker under uid 1000 (as a server's, after setpriv/gosu/su), its shell doing
+    `then` after starting it, the cgroupfs writable: Docker's root has no CAP_SYS_PTRACE, so the
+    worker's stat hides its exit code; its status's ShdPnd still says SIGKILL."""
+    cmd = ["/bin/sh", "-c", f"/asuser 1000 sh -c '/memhog 128 & echo leaf $!; {then}'; {OOM_CONTROL}; exit 0"]
+    o = run(name, img["scratch"], cmd, opts=["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"])
     rec = check_leaf(o, "memhog", named=True)
     leaf_named(o, rec, ("proc", "pidfd"))
-    return o, f"uid 1000, watch {rec['memory']['watch']}: {names(rec)}, source {rec['oom']['victims'][0]['source']}"
+    return o, f"uid 1000, {how}: {names(rec)}, source {rec['oom']['victims'][0]['source']}"
+
+
+def s_uid_rw(img):
+    """Its parent (sleep, after the shell's exec) holds its zombie."""
+    return uid_worker(img, "uid_rw", "exec sleep 1", "its zombie held")
 
 
 def s_uid_rw_reaped(img):
-    """The same worker reaped at once by its own parent (a shell under the same uid)."""
-    cmd = ["/bin/sh", "-c", f"/asuser 1000 sh -c '/memhog 128 & echo leaf $!; wait'; {OOM_CONTROL}; exit 0"]
-    o = run("uid_rw_reaped", img["scratch"], cmd, opts=["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"])
-    rec = check_leaf(o, "memhog", named=True)
-    leaf_named(o, rec, ("proc", "pidfd"))
-    return o, f"uid 1000, reaped by its shell: {names(rec)}, source {rec['oom']['victims'][0]['source']}"
+    """Reaped at once by its own parent (a shell under the same uid)."""
+    return uid_worker(img, "uid_rw_reaped", "wait", "reaped by its shell")
 
 
 def s_orphan(img):
