@@ -148,8 +148,11 @@ fn exit_record(
     let stopped = exit.and_then(|e| e.stopped);
     let kills = observed.delta.kills();
     let unnamed = kills.saturating_sub(observed.certain);
+    let named =
+        u64::try_from(observed.victims.len()).unwrap_or(u64::MAX).saturating_add(observed.victims_omitted);
+    let unexplained = kills.saturating_sub(named);
     let main_named = observed.main_named;
-    let verdict = record::verdict(&Facts { end, kills, main_named, unnamed, main_sigkilled_by_oominit });
+    let verdict = record::verdict(&Facts { end, kills, main_named, unexplained, main_sigkilled_by_oominit });
     let mut exit_code = match end {
         MainEnd::Ended(status) => remapped(cfg, status),
         MainEnd::SpawnFailed(e) => e.exit_code(),

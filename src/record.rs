@@ -54,8 +54,9 @@ pub struct Facts {
     pub kills: u64,
     /// The main process is among the victims named (certain or not).
     pub main_named: bool,
-    /// Kills not named with certainty.
-    pub unnamed: u64,
+    /// Kills no victim was named for, certain or not: those that may be main's although main
+    /// was not seen dying of them.
+    pub unexplained: u64,
     /// oominit itself sent the main process a SIGKILL (a signal rewritten to KILL, say).
     pub main_sigkilled_by_oominit: bool,
 }
@@ -74,11 +75,11 @@ pub fn verdict(f: &Facts) -> Verdict {
 }
 
 /// The main process died of SIGKILL while processes were OOM-killed: was it one of them? Yes
-/// when it was named. Otherwise only if a kill is left unnamed that it can be (the kernel may
-/// count a kill before its death is seen, and then the death goes unnamed) and the SIGKILL was
+/// when it was named. Otherwise only if a kill is left that no victim was named for (the kernel
+/// may count a kill before its death is seen, and then the death goes unnamed) and the SIGKILL was
 /// not oominit's own.
 fn main_oom_killed(f: &Facts) -> bool {
-    f.main_named || (f.unnamed > 0 && !f.main_sigkilled_by_oominit)
+    f.main_named || (f.unexplained > 0 && !f.main_sigkilled_by_oominit)
 }
 
 /// Where the kills came from, judged from counter deltas; None when nothing was killed.
@@ -497,7 +498,8 @@ mod tests {
         use Status::*;
         use Verdict as V;
         let enoent = SpawnError { errno: nix::errno::Errno::ENOENT, exec: true };
-        // (situation, how main ended, kills, main named, unnamed, oominit sent main SIGKILL)
+        // (situation, how main ended, kills, main named, kills no one named for, oominit sent main
+        // SIGKILL)
         #[rustfmt::skip]
         let rows = [
             ("main OOM-killed and named", Ended(Signaled(9)), 1, true, 0, false, V::MainOom),
@@ -505,6 +507,7 @@ mod tests {
             ("a group kill: main named uncertain, kills undercounted", Ended(Signaled(9)), 2, true, 2, false, V::MainOom),
             ("a kill -9 with nothing OOM-killed", Ended(Signaled(9)), 0, false, 0, false, V::Signaled),
             ("a worker named as the victim, then main kill -9'd", Ended(Signaled(9)), 1, false, 0, false, V::LeafOom),
+            ("a worker that vanished named uncertain, then main kill -9'd", Ended(Signaled(9)), 1, false, 0, false, V::LeafOom),
             ("oominit's own SIGKILL (-r TERM:KILL) after an unnamed worker's kill", Ended(Signaled(9)), 1, false, 1, true, V::LeafOom),
             ("oominit's own SIGKILL, but the kernel named main too", Ended(Signaled(9)), 1, true, 0, true, V::MainOom),
             ("the hidden OOM: a worker killed, main exits 0", Ended(Exited(0)), 2, false, 0, false, V::LeafOom),
@@ -514,8 +517,8 @@ mod tests {
             ("nothing killed, exit 3", Ended(Exited(3)), 0, false, 0, false, V::Failed),
             ("the command never ran", SpawnFailed(enoent), 0, false, 0, false, V::SpawnFailed),
         ];
-        for (situation, end, kills, main_named, unnamed, main_sigkilled_by_oominit, want) in rows {
-            let f = Facts { end, kills, main_named, unnamed, main_sigkilled_by_oominit };
+        for (situation, end, kills, main_named, unexplained, main_sigkilled_by_oominit, want) in rows {
+            let f = Facts { end, kills, main_named, unexplained, main_sigkilled_by_oominit };
             assert_eq!(verdict(&f), want, "{situation}");
         }
     }
