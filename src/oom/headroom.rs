@@ -29,6 +29,10 @@ use crate::cgroup::Memory;
 /// Free memory below the limit that counts as room to charge a few pages again.
 pub const ROOM: u64 = 256 * 1024;
 
+/// Free memory below the limit a write at the limit needs: a pipe's or a file's page, and the
+/// kernel's own allocations around it.
+pub const WRITE_ROOM: u64 = 16 * 1024;
+
 /// Memory in the cgroup beyond what oominit knows of, or a followed process's size, that counts
 /// as someone bigger than oominit and the main process for the OOM killer to pick first.
 pub const BIG: u64 = 4 << 20;
@@ -141,6 +145,16 @@ impl Headroom {
         if self.reserve.held && !has_room(memory(), RESERVE_BYTES as u64) {
             self.reserve.release();
         }
+    }
+
+    /// Before a write at or near the limit (a record into a pipe, a page of a file): the reserve
+    /// given back if the cgroup has no room, then whether a write's pages fit below the limit
+    /// (true without a limit). Seen without it (VM, runc, pod above the container): the early
+    /// warning, written after a listing had used the reserve, was the charge of an OOM that
+    /// took oominit too.
+    pub fn room_to_write(&mut self, memory: impl Fn() -> Memory) -> bool {
+        self.before_listing(&memory);
+        memory().free().map_or(true, |free| free >= WRITE_ROOM)
     }
 
     /// Take the reserve again once it fits with room to spare: never itself the charge that

@@ -279,7 +279,10 @@ impl<'a> OomWatch<'a> {
             return;
         }
         let cgroup = &self.cgroup;
-        self.headroom.before_listing(|| memory(cgroup));
+        if !self.headroom.room_to_write(|| memory(cgroup)) {
+            // The next reading tries again: a write now could be the charge that starts the OOM.
+            return;
+        }
         let mut largest = std::mem::take(&mut self.premortem_largest);
         self.victims.largest(LARGEST, &mut largest);
         let event = LimitEvent::new(&delta, b, &largest, self.memory_info());
