@@ -1,12 +1,15 @@
 //! Test workload: allocates and touches N MiB, then exits 0.
 //!
-//! `memhog MIB [SECONDS]`: touches every page so the memory is really charged to the cgroup (an
-//! untouched allocation costs nothing), prints `allocated MIB`, holds it SECONDS (default 0).
+//! `memhog MIB [SECONDS [AFTER]]`: waits AFTER seconds (default 0), then touches every page so
+//! the memory is really charged to the cgroup (an untouched allocation costs nothing), prints
+//! `allocated MIB`, holds it SECONDS (default 0).
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let mib: usize = args.next().and_then(|a| a.parse().ok()).expect("usage: memhog MIB [SECONDS]");
+    let mib: usize = args.next().and_then(|a| a.parse().ok()).expect("usage: memhog MIB [SECONDS [AFTER]]");
     let hold: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(0.0);
+    let after: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(0.0);
+    std::thread::sleep(std::time::Duration::from_secs_f64(after));
     let mut chunks = Vec::with_capacity(mib);
     for _ in 0..mib {
         let mut chunk = vec![0u8; 1 << 20];

@@ -8,4 +8,3 @@ fn main() {
     let code = oominit::main_entry(std::env::args_os().skip(1).collect());
     std::process::exit(code);
 }
-

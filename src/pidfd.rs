@@ -1,8 +1,9 @@
 //! pidfds: a handle on a process that stays valid after its own parent has reaped it, and that
 //! (kernel 6.15+, `PIDFD_INFO_EXIT`) still says how the process ended. The one way to learn that
-//! a worker reaped by its parent microseconds after an OOM kill died of SIGKILL.
+//! a worker reaped by its parent microseconds after an OOM kill died of SIGKILL. Also (5.3+)
+//! readable the moment its process exits, to wake on where the cgroup gives no notification.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::libc::{self, pid_t};
@@ -26,7 +27,7 @@ struct PidfdInfo {
 pub struct Pidfd(OwnedFd);
 
 impl Pidfd {
-    /// A pidfd for `pid`, checked to answer PIDFD_GET_INFO (kernel 6.13+).
+    /// A pidfd for `pid` (kernel 5.3+).
     pub fn open(pid: pid_t) -> Result<Pidfd, Errno> {
         // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
@@ -34,9 +35,13 @@ impl Pidfd {
             return Err(Errno::last());
         }
         // SAFETY: a descriptor pidfd_open just returned, owned by nothing else.
-        let fd = Pidfd(unsafe { OwnedFd::from_raw_fd(fd as i32) });
-        fd.info()?;
-        Ok(fd)
+        Ok(Pidfd(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+    }
+
+    /// Whether this kernel answers PIDFD_GET_INFO (6.13+): an error that [`unsupported`] takes
+    /// for the kernel's if not.
+    pub fn answers_info(&self) -> Result<(), Errno> {
+        self.info().map(|_| ())
     }
 
     fn info(&self) -> Result<PidfdInfo, Errno> {
@@ -61,9 +66,16 @@ impl Pidfd {
     }
 }
 
-/// Whether a failure of [`Pidfd::open`] says the kernel (or a seccomp filter) will never give a
-/// usable pidfd, so that trying again for every process is pointless. A process already gone
-/// (ESRCH) or a passing shortage of descriptors or memory says nothing of the kernel.
+impl AsFd for Pidfd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+/// Whether a failure of [`Pidfd::open`] or [`Pidfd::answers_info`] says the kernel (or a seccomp
+/// filter) will never give a usable pidfd, so that trying again for every process is pointless.
+/// A process already gone (ESRCH) or a passing shortage of descriptors or memory says nothing of
+/// the kernel.
 pub fn unsupported(e: Errno) -> bool {
     matches!(e, Errno::ENOSYS | Errno::ENOTTY | Errno::EINVAL | Errno::EOPNOTSUPP | Errno::EPERM)
 }
@@ -85,7 +97,7 @@ mod tests {
     #[test]
     fn a_pidfd_tells_how_a_reaped_child_ended_where_the_kernel_can() {
         let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
-        let fd = match Pidfd::open(child.id() as pid_t) {
+        let fd = match Pidfd::open(child.id() as pid_t).and_then(|fd| fd.answers_info().map(|_| fd)) {
             Ok(fd) => fd,
             // Kernels before 6.13 lack PIDFD_GET_INFO; nothing more to check there.
             Err(e) if unsupported(e) => {

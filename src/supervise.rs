@@ -44,6 +44,10 @@ const UNFOUND_WAIT: Duration = Duration::from_secs(1);
 pub trait Watcher {
     /// Descriptors to wake on (the cgroup watch), fixed for the whole run.
     fn fds(&self) -> Vec<BorrowedFd<'_>>;
+    /// The loop is starting: a first timer, say.
+    fn on_start(&mut self) -> Option<Action> {
+        None
+    }
     /// Descriptor number `which` of [`Watcher::fds`] became readable.
     fn on_wake(&mut self, which: usize) -> Option<Action>;
     /// The wake it asked for with [`Action::WakeAfter`] is due.
@@ -148,6 +152,8 @@ pub fn supervise(
         stopped: None,
         watcher_due: None,
     };
+    let start = s.watcher.on_start();
+    s.act(start);
     match lp {
         Some(lp) => s.run_epoll(lp),
         None => s.run_sigwait(),

@@ -77,6 +77,66 @@ pub struct OomWatch<'a> {
     stop_on_leaf: bool,
     /// Asked already: once per run.
     stop_asked: bool,
+    /// Where the cgroup gives no notification and deaths are watched instead: when to list.
+    listings: Option<Listings>,
+}
+
+/// Where the cgroup gives no notification (v1 behind a read-only cgroupfs), nothing says when
+/// processes join it, and a kill's victim can be named only if it was followed before it died.
+/// So the cgroup is listed a few times after start, as an application starts its workers, and
+/// again shortly after a death (a pool replaces its dead worker): a bounded number of wakes after
+/// start, at most one listing per [`RELIST_AFTER`] while processes exit, none while the
+/// container idles.
+struct Listings {
+    start: Instant,
+    /// Start-up listings done.
+    done: usize,
+    /// When to list for the deaths seen since the last listing.
+    relist_at: Option<Instant>,
+}
+
+/// After the start, in ms, each half as long again as the one before: 18 wakes, the last at 10 s.
+/// A pool's workers start some 100 ms in (Python's multiprocessing in Docker) and may be killed
+/// within 60 ms of that: the gaps stay under it until 150 ms.
+const START_LISTINGS_MS: [u64; 18] =
+    [10, 15, 22, 34, 51, 76, 114, 171, 256, 384, 577, 865, 1297, 1946, 2919, 4379, 6568, 9853];
+/// After a death, the time a parent takes to reap its dead worker and start another.
+const RELIST_AFTER: Duration = Duration::from_millis(10);
+
+impl Listings {
+    fn new(start: Instant) -> Listings {
+        Listings { start, done: 0, relist_at: None }
+    }
+
+    /// How long from `now` until the next listing is due; None when none is.
+    fn next(&mut self, now: Instant) -> Option<Duration> {
+        let mut start_up = None;
+        while let Some(&ms) = START_LISTINGS_MS.get(self.done) {
+            match self.start.checked_add(Duration::from_millis(ms)) {
+                Some(due) if due > now => {
+                    start_up = Some(due);
+                    break;
+                }
+                _ => self.done += 1,
+            }
+        }
+        let due = [start_up, self.relist_at].into_iter().flatten().min()?;
+        Some(due.saturating_duration_since(now))
+    }
+
+    /// A death seen at `now`: list [`RELIST_AFTER`] later, unless a listing for deaths is due
+    /// already (a stream of deaths must not put it off for ever).
+    fn death(&mut self, now: Instant) -> Option<Duration> {
+        if self.relist_at.is_none() {
+            self.relist_at = now.checked_add(RELIST_AFTER);
+        }
+        self.next(now)
+    }
+
+    /// A listing is being made: those due are done.
+    fn listing(&mut self) {
+        self.relist_at = None;
+    }
 }
 
 /// The largest processes a record lists.
@@ -123,7 +183,7 @@ impl<'a> OomWatch<'a> {
         let budget = tracker::fd_budget(nofile());
         let mut watch = None;
         let mut headroom = Headroom::default();
-        let victims = match &mut cgroup {
+        let mut victims = match &mut cgroup {
             Ok(cg) => {
                 cg.open_figures();
                 match cg.watch() {
@@ -131,9 +191,10 @@ impl<'a> OomWatch<'a> {
                         diag!(2, "watching {} ({})", cg.path().display(), w.describe());
                         watch = Some(w);
                     }
-                    Err(e) => {
-                        diag!(1, "no OOM notification ({e}): counters re-read at every reap and at exit")
-                    }
+                    Err(e) => diag!(
+                        1,
+                        "no OOM notification ({e}): counters re-read at reaps, at exit and at the followed processes' exits"
+                    ),
                 }
                 // After the OOM notification, which must be in place before the command can fill
                 // the cgroup.
@@ -149,6 +210,8 @@ impl<'a> OomWatch<'a> {
             }
             Err(_) => Victims::new(None, main, argv, budget),
         };
+        let listings = (cgroup.is_ok() && watch.is_none() && victims.watch_deaths())
+            .then(|| Listings::new(Instant::now()));
         let mut w = OomWatch {
             cgroup,
             watch,
@@ -167,6 +230,7 @@ impl<'a> OomWatch<'a> {
             emitter: Emitter::new(sink),
             stop_on_leaf: false,
             stop_asked: false,
+            listings,
         };
         // A dry run with every field as long as it can be, to warm the serializer and its buffer
         // (made up: the cgroup's own figures would cost another read of memory.stat at start).
@@ -328,7 +392,8 @@ impl<'a> OomWatch<'a> {
     fn memory_info(&self) -> MemoryInfo {
         match &self.cgroup {
             Ok(cg) => {
-                let watch = Some(self.watch.as_ref().map_or("reap", Watch::name));
+                let without = if self.listings.is_some() { "exits" } else { "reap" };
+                let watch = Some(self.watch.as_ref().map_or(without, Watch::name));
                 MemoryInfo::new(Some((cg.version, cg.path().display().to_string())), cg.memory(), watch)
             }
             Err(why) => {
@@ -357,6 +422,27 @@ impl<'a> OomWatch<'a> {
         let cgroup = &self.cgroup;
         self.headroom.before_listing(|| memory(cgroup));
         self.victims.observe(true);
+    }
+
+    /// List again where the headroom rule allows: deaths are watched, nothing else says when
+    /// processes join.
+    fn relist(&mut self) {
+        let cgroup = &self.cgroup;
+        if self.headroom.at_wake(self.snapshot(), || memory(cgroup)) == Listing::List {
+            self.list();
+        }
+    }
+
+    /// A followed process exited (deaths are watched): look at it while its zombie still names
+    /// it, re-read the counters, and list again shortly.
+    fn on_death(&mut self) -> Option<Action> {
+        self.victims.take_deaths();
+        self.victims.observe(false);
+        let (_, rose) = self.check();
+        if let Some(stop) = self.leaf_stop(rose) {
+            return Some(stop);
+        }
+        Some(Action::WakeAfter(self.listings.as_mut()?.death(Instant::now())))
     }
 
     /// Re-read; if more processes were killed than already reported, name them and say so now.
@@ -442,10 +528,22 @@ impl<'a> OomWatch<'a> {
 
 impl Watcher for OomWatch<'_> {
     fn fds(&self) -> Vec<BorrowedFd<'_>> {
-        self.watch.as_ref().map(Watch::fds).unwrap_or_default()
+        let mut fds = self.watch.as_ref().map(Watch::fds).unwrap_or_default();
+        fds.extend(self.victims.deaths_fd());
+        fds
+    }
+
+    fn on_start(&mut self) -> Option<Action> {
+        let first = self.listings.as_mut()?.next(Instant::now());
+        Some(Action::WakeAfter(first))
     }
 
     fn on_wake(&mut self, which: usize) -> Option<Action> {
+        // Deaths are watched only where there is no cgroup watch: theirs is then the only
+        // descriptor.
+        if self.watch.is_none() {
+            return self.on_death();
+        }
         // Every wake here means the cgroup is at or near its limit: the moment to note who is in
         // it and how big, before anyone is killed.
         self.victims.observe(false);
@@ -490,7 +588,15 @@ impl Watcher for OomWatch<'_> {
 
     fn on_timer(&mut self) -> Option<Action> {
         let (_, rose) = self.check();
-        self.leaf_stop(rose).or_else(|| self.recheck(false, rose))
+        if let Some(stop) = self.leaf_stop(rose) {
+            return Some(stop);
+        }
+        if let Some(l) = &mut self.listings {
+            l.listing();
+            self.relist();
+            return Some(Action::WakeAfter(self.listings.as_mut()?.next(Instant::now())));
+        }
+        self.recheck(false, rose)
     }
 
     /// Kills not reported yet are reported before a stop can end oominit without its exit record
@@ -549,5 +655,48 @@ fn nofile() -> u64 {
         lim.rlim_cur
     } else {
         1024
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_up_listings_come_at_growing_intervals_then_stop() {
+        let start = Instant::now();
+        let mut l = Listings::new(start);
+        let ms = Duration::from_millis;
+        for (now, next) in [
+            (ms(0), Some(ms(10))),
+            (ms(10), Some(ms(5))),
+            (ms(12), Some(ms(3))),
+            // Late (a busy machine): the ones missed are skipped, not caught up.
+            (ms(700), Some(ms(165))),
+            (ms(9_853), None),
+            (ms(20_000), None),
+        ] {
+            assert_eq!(l.next(start + now), next, "at {now:?}");
+        }
+    }
+
+    #[test]
+    fn deaths_bring_one_listing_soon_however_many_and_however_often() {
+        let start = Instant::now();
+        let mut l = Listings::new(start);
+        let ms = Duration::from_millis;
+        // Past the start-up listings: only deaths bring one.
+        assert_eq!(l.next(start + ms(20_000)), None);
+        assert_eq!(l.death(start + ms(20_000)), Some(ms(10)));
+        // More deaths before it is due do not put it off.
+        assert_eq!(l.death(start + ms(20_004)), Some(ms(6)));
+        assert_eq!(l.death(start + ms(20_011)), Some(ms(0)));
+        l.listing();
+        assert_eq!(l.next(start + ms(20_011)), None);
+        // During the start-up ones: whichever comes first.
+        let mut l = Listings::new(start);
+        assert_eq!(l.death(start + ms(9)), Some(ms(1)));
+        l.listing();
+        assert_eq!(l.next(start + ms(10)), Some(ms(5)));
     }
 }

@@ -14,6 +14,7 @@ pub mod attribution;
 pub mod named;
 pub mod tracker;
 
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 
 use nix::libc::pid_t;
@@ -56,6 +57,21 @@ impl Victims {
     pub fn prefault(&mut self) {
         self.tracker.prefault();
         self.named.prefault();
+    }
+
+    /// Wake on the followed processes' exits (see [`Tracker::watch_deaths`]): whether it can.
+    pub fn watch_deaths(&mut self) -> bool {
+        self.tracker.watch_deaths().is_some()
+    }
+
+    /// The descriptor readable when a followed process has exited, where deaths are watched.
+    pub fn deaths_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.tracker.deaths_fd()
+    }
+
+    /// The exits that woke oominit are taken: the next look sees them.
+    pub fn take_deaths(&mut self) {
+        self.tracker.take_deaths();
     }
 
     /// Look at every process followed, and with `list`, start following the cgroup's new ones.

@@ -21,10 +21,12 @@
 //! starved by reporting. Processes beyond it are not followed, and their kills go unnamed.
 
 use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 use nix::libc::{self, pid_t};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
 use super::attribution::{Death, Size, Source};
 use crate::pidfd::{self, Pidfd};
@@ -109,6 +111,9 @@ pub struct Tracker {
     page_size: u64,
     /// Cleared when the kernel has no usable pidfds.
     pidfds: bool,
+    /// Where no cgroup notification could be registered: the followed processes' pidfds, each
+    /// readable once its process has exited ([`Tracker::watch_deaths`]).
+    deaths: Option<Epoll>,
     fd_budget: usize,
     /// How much of an argv to read and keep.
     argv: ArgvShown,
@@ -132,6 +137,7 @@ impl Tracker {
             main: None,
             page_size,
             pidfds: true,
+            deaths: None,
             fd_budget,
             argv,
             buf: Vec::new(),
@@ -326,15 +332,71 @@ impl Tracker {
         true
     }
 
-    /// A pidfd for `pid`; the first failure that shows the kernel has none turns them off.
+    /// A pidfd for `pid`; the first failure that shows the kernel has none turns them off. Kept
+    /// to wake on its exit where deaths are watched, else only where it can tell an exit status.
     fn pidfd(&mut self, pid: pid_t) -> Option<Pidfd> {
-        match Pidfd::open(pid) {
-            Ok(fd) => Some(fd),
-            Err(e) => {
-                if pidfd::unsupported(e) {
-                    self.pidfds = false;
+        let fd = Pidfd::open(pid).and_then(|fd| match &self.deaths {
+            Some(deaths) => {
+                // Without it, the death is still seen at the next wake, reap or exit.
+                let _ = deaths.add(&fd, EpollEvent::new(EpollFlags::EPOLLIN, fd.as_fd().as_raw_fd() as u64));
+                Ok(fd)
+            }
+            None => fd.answers_info().map(|_| fd),
+        });
+        fd.map_err(|e| {
+            if pidfd::unsupported(e) {
+                self.pidfds = false;
+            }
+        })
+        .ok()
+    }
+
+    /// Wake on the followed processes' exits, through their pidfds (the ones followed so far
+    /// get theirs now, within the budget). For a cgroup that gives no notification (v1 behind a
+    /// read-only cgroupfs, as Docker mounts it): a worker's death is then the moment to look at
+    /// it, while its zombie still names it. Returns the descriptor to wake on.
+    pub fn watch_deaths(&mut self) -> Option<BorrowedFd<'_>> {
+        self.deaths = Some(Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).ok()?);
+        self.pidfds = true;
+        for i in 0..self.entries.len() {
+            let Some(t) = self.entries.get(i) else { break };
+            if t.state != State::Alive || t.pidfd.is_some() || self.fds_held() >= self.fd_budget {
+                continue;
+            }
+            let pid = t.pid;
+            let fd = self.pidfd(pid);
+            if let Some(t) = self.entries.get_mut(i) {
+                t.pidfd = fd;
+            }
+        }
+        if !self.pidfds {
+            // No pidfds here (before 5.3, or filtered): nothing would ever wake.
+            self.deaths = None;
+        }
+        self.deaths_fd()
+    }
+
+    pub fn deaths_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.deaths.as_ref().map(|e| e.0.as_fd())
+    }
+
+    /// The deaths that woke: taken out of the set (an exited process's pidfd stays readable), the
+    /// pidfds kept for their exit status. The looks that follow see the deaths themselves.
+    pub fn take_deaths(&mut self) {
+        let Some(deaths) = &self.deaths else { return };
+        let mut events = [EpollEvent::empty(); 16];
+        // Bounded, like everything it holds.
+        for _ in 0..=MAX_FDS / events.len() {
+            let Ok(n) = deaths.wait(&mut events, EpollTimeout::ZERO) else { break };
+            for ev in events.iter().take(n) {
+                let fd = ev.data();
+                let mut pidfds = self.entries.iter().filter_map(|t| t.pidfd.as_ref());
+                if let Some(pidfd) = pidfds.find(|p| p.as_fd().as_raw_fd() as u64 == fd) {
+                    let _ = deaths.delete(pidfd);
                 }
-                None
+            }
+            if n < events.len() {
+                break;
             }
         }
     }
@@ -398,16 +460,16 @@ impl Tracked {
         if let Some(shown) = s.exit_code_shown {
             self.exit_hidden = !shown;
         }
-        if self.comm_len.is_none() || !s.exiting {
-            let len = s.comm.len().min(self.comm.len());
-            // A new name is an exec since the argv was read: the argv is dropped, not guessed.
-            if self.comm_len.is_some_and(|old| self.comm[..old] != s.comm.as_bytes()[..len]) {
-                self.argv.clear();
-                self.argv_stale = true;
-            }
-            self.comm[..len].copy_from_slice(&s.comm.as_bytes()[..len]);
-            self.comm_len = Some(len);
+        // Even as it exits: a zombie keeps the name of its last exec, which may be later than the
+        // last look (where only exits wake oominit, a worker that exec'd after it was listed).
+        let len = s.comm.len().min(self.comm.len());
+        // A new name is an exec since the argv was read: the argv is dropped, not guessed.
+        if self.comm_len.is_some_and(|old| self.comm[..old] != s.comm.as_bytes()[..len]) {
+            self.argv.clear();
+            self.argv_stale = true;
         }
+        self.comm[..len].copy_from_slice(&s.comm.as_bytes()[..len]);
+        self.comm_len = Some(len);
         // An exiting process is losing the memory it was killed for: its last size alive stands.
         if !s.exiting {
             self.rss_bytes = Some(s.rss_pages.saturating_mul(page_size));

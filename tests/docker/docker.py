@@ -288,7 +288,7 @@ def check_breakdown(rec, o):
     b, read = rec["oom"]["breakdown"], rec["oom"]["breakdown_read"]
     expect(b is not None, "no breakdown in the exit record")
     watch = rec["memory"]["watch"]
-    expect(read in (("after_kill",) if watch == "reap" else ("before_kill", "after_kill")), f"breakdown_read {read} with watch {watch}")
+    expect(read in (("after_kill",) if watch in ("reap", "exits") else ("before_kill", "after_kill")), f"breakdown_read {read} with watch {watch}")
     if read == "before_kill" and rec["memory"]["limit_bytes"] == 32 * MIB:
         expect(b["anon_bytes"] >= 16 * MIB, f"breakdown {b}: the hog's anonymous memory missing")
     expect(o.events[-1]["breakdown"] is not None, "no breakdown in the live event")
@@ -464,13 +464,14 @@ def s_uid_rw_reaped(img):
 
 
 def s_orphan(img):
-    """A double-forked worker, adopted by oominit and never seen alive (read-only cgroupfs: no
-    wake before the kill): named from its zombie's stat before oominit reaps it."""
+    """A double-forked worker, adopted by oominit (read-only cgroupfs: no notification): named
+    from its zombie's stat, at the wake its exit gives where it was followed from a listing,
+    else before oominit reaps it."""
     cmd = ["/bin/sh", "-c", f"(sh -c 'echo leaf $$; exec /memhog 128' &); sleep 2; {OOM_CONTROL}; exit 0"]
     o = run("orphan", img["scratch"], cmd)
     rec = check_leaf(o, "memhog")
-    leaf_named(o, rec, ("reaped",))
-    return o, f"watch {rec['memory']['watch']}: {names(rec)}, source reaped"
+    leaf_named(o, rec, ("reaped", "proc", "pidfd"))
+    return o, f"watch {rec['memory']['watch']}: {names(rec)}, source {rec['oom']['victims'][0]['source']}"
 
 
 def leaf_exit(img, name, leaf, opts=()):

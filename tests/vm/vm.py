@@ -785,7 +785,7 @@ V1 = [
     Scenario("v1_three_leaves", f"sh -c '{HOG} 128; {HOG} 128; {HOG} 128; exit 0'", limit="32M",
              check=leaf_named(verdict("leaf_oom", 0, "limit", 3, "eventfd", 3))),
     Scenario("v1_read_only", f"sh -c '{HOG} 128; exit 0'", limit="32M", ro=True,
-             check=verdict("leaf_oom", 0, "limit", 1, "reap")),
+             check=verdict("leaf_oom", 0, "limit", 1, "exits")),
     Scenario("v1_clean", f"{HOG} 16", limit="64M", check=clean_figures),
 ]
 
