@@ -14,6 +14,7 @@ pub mod cli;
 pub mod diag;
 pub mod emit;
 pub mod error;
+pub mod host;
 pub mod oom;
 pub mod oomscore;
 pub mod pidfd;
@@ -175,13 +176,14 @@ fn exit_record(
         oom: OomInfo {
             kills,
             main_killed: verdict == Verdict::MainOom,
-            scope: record::scope(&observed.delta),
+            scope: record::scope(&observed.delta, &observed.at_kill),
             unnamed,
             victims: observed.victims,
             victims_omitted: observed.victims_omitted,
             counters: observed.delta,
             breakdown: observed.at_kill.breakdown,
             breakdown_read: observed.at_kill.breakdown_read,
+            host: observed.at_kill.host,
             largest: observed.at_kill.largest,
         },
         memory: observed.memory,

@@ -1,16 +1,19 @@
 //! What happened, as JSON lines: the verdict, the live `oom` event and the `exit` record
-//! (schema 1, `schema/oominit-record.schema.json`), and the compact form for Kubernetes'
+//! (schema 2, `schema/oominit-record.schema.json`), and the compact form for Kubernetes'
 //! termination log.
 
 use serde::Serialize;
 
 use crate::cgroup::{Breakdown, Counters, Memory, Version};
+use crate::host::HostMemory;
 use crate::reap::Status;
 use crate::signals;
 use crate::spawn::SpawnError;
 use crate::victims::attribution::Source;
 
-pub const SCHEMA: u32 = 1;
+/// 2: `scope` tells `ancestor`, `host` and `unknown` apart where 1 said `outside`, and a
+/// container at its own limit is `limit` even where a parent's equal limit ran out first.
+pub const SCHEMA: u32 = 2;
 /// What a termination-log record must stay under: the kubelet keeps 4096 bytes per container and
 /// 12 KiB per pod, so 1024 leaves room for twelve containers.
 pub const TERMINATION_LOG_MAX: usize = 1024;
@@ -32,11 +35,15 @@ pub enum Verdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
-    /// This cgroup hit its own limit.
+    /// This cgroup hit its own limit, or reached it while a parent's equal limit ran out first
+    /// (Kubernetes' pod of one container).
     Limit,
-    /// Processes were killed without the own limit being hit: a host-wide OOM or an ancestor's
-    /// limit (a pod's, say).
-    Outside,
+    /// Killed at a limit above the container's own: the host never ran short.
+    Ancestor,
+    /// A host-wide OOM: the host reclaimed directly and had next to nothing left.
+    Host,
+    /// Killed from outside, and the host's figures do not say which.
+    Unknown,
 }
 
 /// How the main process ended, or why it never started.
@@ -82,13 +89,31 @@ fn main_oom_killed(f: &Facts) -> bool {
     f.main_named || (f.unexplained > 0 && !f.main_sigkilled_by_oominit)
 }
 
-/// Where the kills came from, judged from counter deltas; None when nothing was killed.
-pub fn scope(delta: &Counters) -> Option<Scope> {
-    match delta.kills() {
-        0 => None,
-        _ if delta.hit_own_limit() => Some(Scope::Limit),
-        _ => Some(Scope::Outside),
+/// Where the kills came from, judged from counter deltas and the host's memory at the last kill;
+/// None when nothing was killed. Host-wide only where the host did reclaim directly and what it
+/// had available, less what the kill may have given back by the time it was read, was under 1/20
+/// of its memory (32 MiB at least: a small machine's reserves are a larger share of it; a 128 MiB
+/// VM had 8% left at its OOM); a limit above the container's where the host never reclaimed
+/// directly; otherwise unknown, not a guess.
+pub fn scope(delta: &Counters, at_kill: &AtKill) -> Option<Scope> {
+    if delta.kills() == 0 {
+        return None;
     }
+    if delta.hit_own_limit() {
+        return Some(Scope::Limit);
+    }
+    let Some(host) = at_kill.host else { return Some(Scope::Unknown) };
+    let short = match (host.total_bytes, host.available_bytes) {
+        (Some(total), Some(available)) => {
+            available.saturating_sub(at_kill.freed_bytes) < (total / 20).max(32 << 20)
+        }
+        _ => false,
+    };
+    Some(match host.allocstall {
+        Some(0) => Scope::Ancestor,
+        Some(_) if short => Scope::Host,
+        _ => Scope::Unknown,
+    })
 }
 
 /// A process the kernel killed, as `victims.rs` found it: `comm` and `rss_bytes` as last read
@@ -221,6 +246,9 @@ pub struct OomEvent<'a> {
     pub breakdown_read: Option<Read>,
     /// The largest processes followed when the kill was seen, at most 3.
     pub largest: &'a [Holder],
+    /// The host's memory when the kill was seen: the evidence for `scope`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostMemory>,
     pub memory: MemoryInfo,
     pub time: String,
 }
@@ -238,13 +266,14 @@ impl<'a> OomEvent<'a> {
             event: "oom",
             schema: SCHEMA,
             kills: delta.kills(),
-            scope: scope(delta),
+            scope: scope(delta, at_kill),
             victims,
             victims_omitted,
             counters: *delta,
             breakdown: at_kill.breakdown,
             breakdown_read: at_kill.breakdown_read,
             largest: &at_kill.largest,
+            host: at_kill.host,
             memory,
             time: now_rfc3339(),
         }
@@ -292,6 +321,10 @@ pub struct AtKill {
     pub breakdown: Option<Breakdown>,
     pub breakdown_read: Option<Read>,
     pub largest: Vec<Holder>,
+    pub host: Option<HostMemory>,
+    /// What the kill may have given back: the named victims' size as last seen alive, or the
+    /// cgroup's fall from its peak, whichever is more.
+    pub freed_bytes: u64,
 }
 
 /// When the breakdown was read.
@@ -356,6 +389,9 @@ pub struct OomInfo {
     pub breakdown_read: Option<Read>,
     /// The largest processes followed at the last kill seen.
     pub largest: Vec<Holder>,
+    /// The host's memory at the last kill seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostMemory>,
 }
 
 /// Why and how oominit stopped the main process.
@@ -533,19 +569,38 @@ mod tests {
             peak_at_limit: Some(peak_at_limit),
             ..Default::default()
         };
+        const GIB: u64 = 1 << 30;
+        const MIB: u64 = 1 << 20;
+        // The host: 16 GiB, so under 1/20 is under ~819 MiB.
+        let host = |available: u64, allocstall: u64, freed_bytes: u64| AtKill {
+            host: Some(HostMemory {
+                total_bytes: Some(16 * GIB),
+                available_bytes: Some(available),
+                allocstall: Some(allocstall),
+            }),
+            freed_bytes,
+            ..AtKill::default()
+        };
+        let none = AtKill::default();
         #[rustfmt::skip]
         let rows = [
-            ("nothing killed", v2(0, 0), None),
-            ("v2: the cgroup's own limit", v2(1, 1), Some(Scope::Limit)),
-            ("v2: killed with no `oom` of its own: the host, or an ancestor's limit", v2(1, 0), Some(Scope::Outside)),
-            ("v1: failcnt rose at the limit", v1(1, 39, None, true), Some(Scope::Limit)),
-            ("v1: memory+swap limit, the only trace of which is the peak (6.18)", v1(1, 0, Some(0), true), Some(Scope::Limit)),
-            ("v1: memsw failcnt rose", v1(1, 0, Some(3), false), Some(Scope::Limit)),
-            ("v1: a host-wide OOM, far below the limit", v1(1, 0, Some(0), false), Some(Scope::Outside)),
-            ("v1: the limit hit, but nothing killed", v1(0, 39, None, true), None),
+            ("nothing killed", v2(0, 0), &none, None),
+            ("v2: the cgroup's own limit", v2(1, 1), &none, Some(Scope::Limit)),
+            ("v2: at its own limit, a parent's equal limit ran out first (peak within the margin)", Counters { peak_at_limit: Some(true), ..v2(1, 0) }, &host(8 * GIB, 0, 0), Some(Scope::Limit)),
+            ("v2: killed from outside, the host never reclaimed directly: a parent's limit", v2(1, 0), &host(8 * GIB, 0, 0), Some(Scope::Ancestor)),
+            ("v2: killed from outside, the host reclaimed and had 100 MiB left", v2(1, 0), &host(100 * MIB, 40, 0), Some(Scope::Host)),
+            ("the victim's memory already given back: what it held is not counted as available", v2(1, 0), &host(2 * GIB, 40, 1800 * MIB), Some(Scope::Host)),
+            ("the host reclaimed directly, but had plenty left: not said", v2(1, 0), &host(8 * GIB, 40, 0), Some(Scope::Unknown)),
+            ("a 128 MiB VM's OOM (6.1): 80 MiB of it, 6.7 MiB left, under the 32 MiB floor", v2(1, 0), &AtKill { host: Some(HostMemory { total_bytes: Some(83890176), available_bytes: Some(7086080), allocstall: Some(21) }), ..AtKill::default() }, Some(Scope::Host)),
+            ("no host figures (no /proc)", v2(1, 0), &none, Some(Scope::Unknown)),
+            ("v1: failcnt rose at the limit", v1(1, 39, None, true), &none, Some(Scope::Limit)),
+            ("v1: memory+swap limit, the only trace of which is the peak (6.18)", v1(1, 0, Some(0), true), &none, Some(Scope::Limit)),
+            ("v1: memsw failcnt rose", v1(1, 0, Some(3), false), &none, Some(Scope::Limit)),
+            ("v1: a host-wide OOM, far below the limit", v1(1, 0, Some(0), false), &host(50 * MIB, 3, 0), Some(Scope::Host)),
+            ("v1: the limit hit, but nothing killed", v1(0, 39, None, true), &none, None),
         ];
-        for (situation, counters, want) in rows {
-            assert_eq!(scope(&counters), want, "{situation}");
+        for (situation, counters, at_kill, want) in rows {
+            assert_eq!(scope(&counters, at_kill), want, "{situation}");
         }
     }
 
@@ -561,7 +616,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(c.kills(), 3);
-        assert_eq!(scope(&c), Some(Scope::Limit));
+        assert_eq!(scope(&c, &AtKill::default()), Some(Scope::Limit));
         assert_eq!(Counters { oom_kill: Some(2), ..Default::default() }.kills(), 2, "v1 has no group kills");
     }
 
@@ -624,6 +679,11 @@ mod tests {
                 }),
                 breakdown_read: Some(Read::AfterKill),
                 largest: vec![Holder { pid: i32::MAX, comm: Some("w".repeat(64)), rss_bytes: u64::MAX }; 3],
+                host: Some(HostMemory {
+                    total_bytes: Some(u64::MAX),
+                    available_bytes: Some(u64::MAX),
+                    allocstall: Some(u64::MAX),
+                }),
             },
             memory,
             duration_ms: 1,

@@ -17,6 +17,8 @@ pub fn line(r: &ExitRecord) -> Option<String> {
     let whose = match (o.scope, r.memory.limit_bytes) {
         (Some(Scope::Limit), Some(limit)) => format!("at the container's {} limit", size(limit)),
         (Some(Scope::Limit), None) => "at the container's limit".to_string(),
+        (Some(Scope::Ancestor), _) => "at a parent cgroup's limit (the pod's, say)".to_string(),
+        (Some(Scope::Host), _) => "by a host-wide OOM (the host ran out of memory)".to_string(),
         _ => "by an OOM outside the container (the host's memory, or a parent cgroup's limit)".to_string(),
     };
     let filled = o.breakdown.map(|b| filled(&b, o.breakdown_read)).unwrap_or_default();
@@ -141,6 +143,7 @@ mod tests {
             breakdown,
             breakdown_read: breakdown.map(|_| Read::BeforeKill),
             largest: Vec::new(),
+            host: None,
         }
     }
 
@@ -165,8 +168,12 @@ mod tests {
                 Some("the main process memhog (pid 7) was OOM-killed at the container's 32 MiB limit; main was the victim -> exit 137")),
             (record(LeafOom, Exited(0), 0, false, oom(46, Some(Scope::Limit), vec![], Some(Breakdown { anon_bytes: Some(0), ..HOG }))),
                 Some("46 processes (not named) were OOM-killed at the container's 32 MiB limit (tmpfs/shm 1 MiB, kernel 400 KiB); main exited 0 -> exit 0")),
-            (record(LeafOom, Status::Signaled(15), 143, false, oom(3, Some(Scope::Outside), vec![victim(9, None, false)], None)),
+            (record(LeafOom, Status::Signaled(15), 143, false, oom(3, Some(Scope::Unknown), vec![victim(9, None, false)], None)),
                 Some("/memhog (pid 9) and 2 more were OOM-killed by an OOM outside the container (the host's memory, or a parent cgroup's limit); main died of SIGTERM -> exit 143")),
+            (record(LeafOom, Exited(0), 0, false, oom(1, Some(Scope::Ancestor), vec![victim(14, Some("memhog"), false)], None)),
+                Some("memhog (pid 14) was OOM-killed at a parent cgroup's limit (the pod's, say); main exited 0 -> exit 0")),
+            (record(LeafOom, Exited(0), 0, false, oom(1, Some(Scope::Host), vec![victim(14, Some("memhog"), false)], None)),
+                Some("memhog (pid 14) was OOM-killed by a host-wide OOM (the host ran out of memory); main exited 0 -> exit 0")),
         ];
         for (r, want) in rows {
             assert_eq!(line(&r).as_deref(), want);

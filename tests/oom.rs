@@ -767,6 +767,27 @@ fn watch_read_only(v: Version) -> &'static str {
 }
 
 #[test]
+fn a_limit_above_the_cgroup_is_said_to_be_an_ancestors() {
+    // The limit on the parent cgroup only (a pod's, in Kubernetes): oominit's cgroup has none, and
+    // the host, with memory to spare, did no direct reclaim: `ancestor`, the host's figures in the
+    // record as the evidence. (A host that did reclaim directly meanwhile makes it `unknown`.)
+    let parent = MemCgroup::new("32M");
+    let cg = parent.child();
+    let out = run_cmd(&mut cg.oominit(&["--", &memhog(), "128"]));
+    drop(cg);
+    assert_eq!(code(&out), 137, "{}", stderr(&out));
+    let r = exit_record(&out.stderr);
+    assert_eq!((r["verdict"].as_str(), r["memory"]["limit_bytes"].as_u64()), (Some("main_oom"), None), "{r}");
+    let host = &r["oom"]["host"];
+    let (total, available) =
+        (host["total_bytes"].as_u64().unwrap_or(0), host["available_bytes"].as_u64().unwrap_or(0));
+    assert!(available > 32 * MIB && total >= available, "{host}");
+    let want = if host["allocstall"] == 0 { "ancestor" } else { "unknown" };
+    assert_eq!(r["oom"]["scope"], want, "{r}");
+    assert_eq!(oom_events(&out.stderr)[0]["scope"], want, "{}", stderr(&out));
+}
+
+#[test]
 fn no_cgroupfs_at_all() {
     let cg = MemCgroup::new("64M");
     // -l detaches the whole tree at once (v1: the tmpfs and every hierarchy on it); busybox's

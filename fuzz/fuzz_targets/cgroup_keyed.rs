@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let delta = counters(now).since(&counters(base));
-    let _ = (delta.kills(), delta.hit_own_limit(), oominit::record::scope(&delta));
+    let _ = (delta.kills(), delta.hit_own_limit(), oominit::record::scope(&delta, &Default::default()));
     let memory = Memory {
         limit_bytes: keyed::single(base).flatten().and_then(keyed::v1_limit),
         peak_bytes: None,

@@ -81,9 +81,12 @@ pub struct Counters {
     /// first, so with both limits set (Docker sets both) an OOM may raise only this one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memsw_failcnt: Option<u64>,
-    /// v1: the high-water mark of memory (or memory+swap) reached its limit, within one charge
-    /// batch. Not a counter: the state now. Needed because kernels that stopped tracking the
-    /// memsw failcnt (6.18 here) leave no other trace of a memory+swap limit OOM.
+    /// The high-water mark reached the limit; read once a kill is seen. Not a counter: the state
+    /// now. v1: memory (or memory+swap), within one charge batch: kernels that stopped tracking
+    /// the memsw failcnt (6.18 here) leave no other trace of a memory+swap limit OOM. v2
+    /// (`memory.peak`, 5.19+): within 2 MiB or 1/64 of the limit, for a parent whose limit
+    /// equals the container's (Kubernetes' pod of one container) runs out first, its other
+    /// charges (the pause container's) on top, and raises no `oom` here.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_at_limit: Option<bool>,
 }
@@ -227,11 +230,11 @@ impl Cgroup {
         b
     }
 
-    /// v1 only (None on v2, where `oom` says it): see [`Counters::peak_at_limit`].
-    pub fn limit_reached(&self) -> Option<bool> {
+    /// See [`Counters::peak_at_limit`].
+    pub fn limit_reached(&self) -> bool {
         match self.version {
-            Version::V1 => Some(v1::limit_reached(self)),
-            Version::V2 => None,
+            Version::V1 => v1::limit_reached(self),
+            Version::V2 => v2::limit_reached(self),
         }
     }
 
@@ -313,7 +316,26 @@ mod tests {
             (Some(32 * MIB), Some(32 * MIB), Some(991232))
         );
         assert_eq!(m.free(), Some(32 * MIB - 991232));
-        assert_eq!(cg.limit_reached(), None, "v2 says it with `oom`");
+        assert!(cg.limit_reached());
+    }
+
+    #[test]
+    fn v2_a_peak_just_under_the_limit_counts_as_reached() {
+        // A pod of one container, its limit the container's: the pod's counter, which holds the
+        // pause container's 1 MiB too, runs out first (the VM's runc_pod_equal).
+        for (peak, limit, reached) in [
+            ("32505856\n", "33554432\n", true),
+            ("31457280\n", "33554432\n", true),
+            ("31457279\n", "33554432\n", false),
+            ("4227858432\n", "4294967296\n", true),
+            ("4227858431\n", "4294967296\n", false),
+            ("33554432\n", "max\n", false),
+        ] {
+            let events = "low 0\nhigh 0\nmax 0\noom 0\noom_kill 1\noom_group_kill 0\n";
+            let files = [("memory.events", events), ("memory.max", limit), ("memory.peak", peak)];
+            let (_d, cg) = opened(Version::V2, &files);
+            assert_eq!(cg.limit_reached(), reached, "peak {peak} limit {limit}");
+        }
     }
 
     #[test]
@@ -354,7 +376,7 @@ mod tests {
             (m.limit_bytes, m.peak_bytes, m.usage_bytes),
             (Some(32 * MIB), Some(32 * MIB), Some(770048))
         );
-        assert_eq!(cg.limit_reached(), Some(true));
+        assert!(cg.limit_reached());
     }
 
     #[test]
@@ -375,10 +397,10 @@ mod tests {
             ],
         );
         assert_eq!(cg.memory().limit_bytes, None, "PAGE_COUNTER_MAX is no limit");
-        assert_eq!(cg.limit_reached(), Some(true));
+        assert!(cg.limit_reached());
         let c = cg.counters().unwrap();
         assert!(!Counters { peak_at_limit: None, ..c }.hit_own_limit());
-        assert!(Counters { peak_at_limit: cg.limit_reached(), ..c }.hit_own_limit());
+        assert!(Counters { peak_at_limit: Some(cg.limit_reached()), ..c }.hit_own_limit());
     }
 
     #[test]
@@ -391,7 +413,7 @@ mod tests {
                 ("memory.max_usage_in_bytes", "4194304\n"),
             ],
         );
-        assert_eq!(cg.limit_reached(), Some(false));
+        assert!(!cg.limit_reached());
         assert_eq!(cg.counters().unwrap().failcnt, None, "memory.failcnt absent: unknown, not 0");
     }
 

@@ -32,6 +32,20 @@ pub fn memory(cg: &Cgroup) -> Memory {
     }
 }
 
+/// Whether `memory.peak` came within the margin of `memory.max` (see [`Counters::peak_at_limit`]).
+pub fn limit_reached(cg: &Cgroup) -> bool {
+    let m = memory(cg);
+    match (m.peak_bytes, m.limit_bytes) {
+        (Some(peak), Some(limit)) => peak.saturating_add(near(limit)) >= limit,
+        _ => false,
+    }
+}
+
+/// How far below its limit a cgroup counts as at it: 2 MiB, or 1/64 of the limit if more.
+fn near(limit: u64) -> u64 {
+    (limit / 64).max(2 << 20)
+}
+
 /// The kernel raises a file-modified event on `memory.events` whenever one of its counters
 /// changes (cgroup_file_notify), `max` and `oom` included, so every wake re-reads and compares.
 pub fn notify(cg: &Cgroup) -> Result<Inotify, CgroupError> {

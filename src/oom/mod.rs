@@ -20,6 +20,7 @@ use self::headroom::{Headroom, Listing, Snapshot};
 use crate::cgroup::{Breakdown, Cgroup, CgroupError, Counters, Memory, Wake, Watch};
 use crate::diag;
 use crate::emit::{self, Emitter};
+use crate::host::{Host, HostMemory};
 use crate::reap::Status;
 use crate::record::{
     ArgvShown, AtKill, Holder, LimitEvent, MemoryInfo, OomEvent, Read, Victim, TERMINATION_LOG_MAX,
@@ -79,6 +80,8 @@ pub struct OomWatch<'a> {
     stop_asked: bool,
     /// Where the cgroup gives no notification and deaths are watched instead: when to list.
     listings: Option<Listings>,
+    /// The host's memory, read at kills: whose limit it was (`scope`).
+    host: Host,
 }
 
 /// Where the cgroup gives no notification (v1 behind a read-only cgroupfs), nothing says when
@@ -231,6 +234,7 @@ impl<'a> OomWatch<'a> {
             stop_on_leaf: false,
             stop_asked: false,
             listings,
+            host: Host::open(),
         };
         // A dry run with every field as long as it can be, to warm the serializer and its buffer
         // (made up: the cgroup's own figures would cost another read of memory.stat at start).
@@ -245,6 +249,8 @@ impl<'a> OomWatch<'a> {
             }),
             breakdown_read: Some(Read::AfterKill),
             largest: Vec::new(),
+            host: Some(HostMemory { total_bytes: most, available_bytes: most, allocstall: most }),
+            freed_bytes: 0,
         };
         full.largest
             .resize(LARGEST, Holder { pid: i32::MAX, comm: Some("x".repeat(15)), rss_bytes: u64::MAX });
@@ -305,7 +311,7 @@ impl<'a> OomWatch<'a> {
             Ok(now) => {
                 let mut delta = now.since(&self.baseline);
                 if delta.kills() > 0 {
-                    delta.peak_at_limit = cg.limit_reached();
+                    delta.peak_at_limit = Some(cg.limit_reached());
                 }
                 Some(delta)
             }
@@ -455,8 +461,11 @@ impl<'a> OomWatch<'a> {
         let new = kills.saturating_sub(self.reported);
         if new == 0 {
             self.victims.settle(0);
+            self.host.mark();
             return (Some(delta), false);
         }
+        // First: a host-wide shortage may be over once the victims' memory is given back.
+        self.at_kill.host = Some(self.host.at_kill());
         // What filled it: as read at a wake before the kill, else now, before the victims'
         // memory is given back.
         let fresh = self.filling.filter(|(_, at)| at.elapsed() < FILLING_FRESH);
@@ -476,6 +485,11 @@ impl<'a> OomWatch<'a> {
         let cgroup = &self.cgroup;
         self.headroom.retake(|| memory(cgroup));
         self.victims.settle(new);
+        let (named, _) = self.victims.latest();
+        let held = named.iter().filter_map(|v| v.rss_bytes).fold(0, u64::saturating_add);
+        let m = self.memory();
+        let fell = m.peak_bytes.zip(m.usage_bytes).map_or(0, |(peak, now)| peak.saturating_sub(now));
+        self.at_kill.freed_bytes = held.max(fell);
         self.headroom.reported(self.victims.certain() >= kills);
         self.reported = kills;
         self.victims.largest(LARGEST, &mut self.at_kill.largest);

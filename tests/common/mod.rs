@@ -300,6 +300,19 @@ impl MemCgroup {
         cg
     }
 
+    /// A cgroup inside this one with no limit of its own: this one's is then an ancestor's (a
+    /// pod's, say). Drop it before this one.
+    pub fn child(&self) -> MemCgroup {
+        if self.version == Version::V2 {
+            write(&self.dir.join("cgroup.subtree_control"), "+memory")
+                .unwrap_or_else(|e| panic!("{}", missing(&e)));
+        }
+        let dir = self.dir.join("child");
+        fs::create_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}", missing(&format!("creating {}: {e}", dir.display()))));
+        MemCgroup { dir, version: self.version }
+    }
+
     /// `sh` moves itself into the cgroup, then becomes `program args`.
     pub fn command(&self, program: &std::path::Path, args: &[&str]) -> Command {
         let mut cmd = Command::new("sh");
