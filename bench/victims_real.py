@@ -576,8 +576,9 @@ def main():
     kmsg = Kmsg()
     try:
         oominit = dk.build()
-        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "src"], capture_output=True, text=True).stdout.strip()
+        git = lambda *a: subprocess.run(["git", "-C", ROOT, *a], capture_output=True, text=True).stdout.strip()
+        commit = f"{git('rev-parse', '--short', 'HEAD')}, binary's sources as of {git('log', '-1', '--format=%h', '--', 'src', 'Cargo.toml', 'Cargo.lock')}"
+        dirty = git("status", "--porcelain", "--", "src")
         base, how = build_image(oominit)
         print(f"# oominit {oominit} (commit {commit}{', src modified' if dirty else ''}); image {IMAGE} from {base} "
               f"({how}); kernel {os.uname().release}; {time.time() - t0:.0f}s", flush=True)
@@ -594,8 +595,9 @@ def main():
                     if r["unknown"]:
                         flags.append("truth unknown: " + "; ".join(r["unknown"][:3]))
                     if r["exact"] is False:
-                        flags.append("not exact: " + ", ".join(f"{w} {c}" for w, c, _ in r["misses"][:4])
-                                     + (f" (+{len(r['misses']) - 4})" if len(r["misses"]) > 4 else ""))
+                        miss = collections.Counter(f"{w} {c}" for w, c, _ in r["misses"])
+                        flags.append("not exact: " + (", ".join(f"{k} x{n}" for k, n in miss.most_common())
+                                                      or f"every kill named, but {len(r['uncertain_named'])} uncertain victims listed, unnamed {r['unnamed']}"))
                     if r["wrong"]:
                         flags.append("WRONGLY NAMED: " + "; ".join(r["wrong"]))
                     if r["count_violations"]:
