@@ -416,20 +416,27 @@ def judge(program, platform, i, cid, o, poller, lines, lost, offset):
         complete = set(named) == set(killed) or (omitted and len(named) < len(killed) and r["unnamed"] == 0
                                                  and rec and rec["oom"]["kills"] == len(killed))
         r["exact"] = bool(rec and right and complete and not uncertain and r["unnamed"] == 0)
-        # Each kill not named with certainty: why.
+        # Each kill not named with certainty: why. Those neither named nor uncertain are oominit's
+        # `unnamed` as far as its count goes; beyond it they were named but left out of every
+        # record (a live event lists 8 of its read's victims).
         misses = []
-        for p, (comm, t, first, hp) in sorted(killed.items()):
+        order = sorted(killed, key=lambda p: (killed[p][1] is None, killed[p][1] or 0, p))
+        left = r["unnamed"] or 0
+        for p in order:
+            comm, t, first, hp = killed[p]
             if p in named and named[p]["comm"] == comm:
                 continue
             age = f"{1000 * (t - first):.0f}" if t is not None else "?"
+            nth = order.index(p) + 1
             if p in uncertain:
-                misses.append(("uncertain " + uncertain[p]["source"], comm, age))
-            elif omitted:
-                misses.append(("not listed (record cap)", comm, age))
+                misses.append(("uncertain " + uncertain[p]["source"], comm, age, nth))
             elif not rec:
-                misses.append(("no exit record", comm, age))
+                misses.append(("no exit record", comm, age, nth))
+            elif left > 0:
+                left -= 1
+                misses.append(("unnamed", comm, age, nth))
             else:
-                misses.append(("unnamed", comm, age))
+                misses.append(("named but not listed (record cap)", comm, age, nth))
         r["misses"] = misses
     else:
         r["exact"] = None
@@ -475,10 +482,12 @@ def report(results, runs_asked):
             src = collections.Counter()
             miss = collections.Counter()
             ages = collections.defaultdict(list)
+            firsts = collections.Counter()
             for r in rs:
                 src.update(r["sources"])
-                for why, comm, age in r["misses"]:
+                for why, comm, age, nth in r["misses"]:
                     miss[f"{why} ({comm})"] += 1
+                    firsts[f"{why} ({comm})"] += nth == 1
                     if age != "?":
                         ages[f"{why} ({comm})"].append(float(age))
             watch = collections.Counter(r["watch"] for r in rs)
@@ -495,7 +504,7 @@ def report(results, runs_asked):
             for k, n in miss.most_common():
                 a = ages.get(k)
                 span = f"; victim's age at the kill (first seen by the poller) median {statistics.median(a):.0f} ms, range {min(a):.0f}-{max(a):.0f} ms" if a else ""
-                print(f"#   missed: {k} x{n}{span}")
+                print(f"#   missed: {k} x{n} (the run's first kill in {firsts[k]}){span}")
             facts = collections.Counter(r["program_log"] for r in rs)
             print(f"#   program's own log: {dict(facts)}")
     print(VM_LINE)
@@ -531,6 +540,8 @@ def self_check():
             ("wrong comm", O([v(7, "sh")], 0), P(seen), kill, lambda r: r["exact"] is False and r["wrong"]),
             ("uncertain", O([v(7, "hog", True)], 1), P(seen), kill, lambda r: r["exact"] is False and not r["wrong"]
              and r["misses"][0][0] == "uncertain proc"),
+            ("left out of the record", O([], 0), P(seen), kill,
+             lambda r: r["exact"] is False and r["misses"][0][0].startswith("named but not listed")),
             ("unnamed", O([], 1), P(seen), kill, lambda r: r["exact"] is False and r["misses"][0][0] == "unnamed"),
             ("poller missed it", O([v(7, "hog")], 0), P({4243: seen[4243]}), kill,
              lambda r: r["exact"] is None and r["unknown"]),
@@ -595,7 +606,7 @@ def main():
                     if r["unknown"]:
                         flags.append("truth unknown: " + "; ".join(r["unknown"][:3]))
                     if r["exact"] is False:
-                        miss = collections.Counter(f"{w} {c}" for w, c, _ in r["misses"])
+                        miss = collections.Counter(f"{w} {c}" for w, c, _a, _n in r["misses"])
                         flags.append("not exact: " + (", ".join(f"{k} x{n}" for k, n in miss.most_common())
                                                       or f"every kill named, but {len(r['uncertain_named'])} uncertain victims listed, unnamed {r['unnamed']}"))
                     if r["wrong"]:
@@ -612,7 +623,8 @@ def main():
         dk.docker("rmi", "-f", IMAGE, check=False)
     if a.json:
         with open(a.json, "w") as f:
-            json.dump([{k: (v if not isinstance(v, dict) or k != "killed" else {str(p): x[0] for p, x in v.items()})
+            json.dump([{k: (v if k != "killed" else {str(p): [x[0], x[1] and round(1000 * (x[1] - x[2]), 1)]
+                                                     for p, x in v.items()})
                         for k, v in r.items() if k not in ("named", "uncertain_named")}
                        | {"named": {str(p): v for p, v in r["named"].items()},
                           "uncertain_named": {str(p): v for p, v in r["uncertain_named"].items()}}
