@@ -87,15 +87,12 @@ pub struct OomWatch<'a> {
 /// Where the cgroup gives no notification (v1 behind a read-only cgroupfs), nothing says when
 /// processes join it, and a kill's victim can be named only if it was followed before it died.
 /// So the cgroup is listed a few times after start, as an application starts its workers, and
-/// again shortly after a death (a pool replaces its dead worker): a bounded number of wakes after
-/// start, at most one listing per [`RELIST_AFTER`] while processes exit, none while the
-/// container idles.
+/// a few times after a death (a pool replaces its dead worker): a bounded number of wakes after
+/// start and after each death, none while the container idles.
 struct Listings {
-    start: Instant,
-    /// Start-up listings done.
-    done: usize,
-    /// When to list for the deaths seen since the last listing.
-    relist_at: Option<Instant>,
+    start_up: Schedule,
+    /// After the first death since the last such schedule ran out.
+    after_death: Option<Schedule>,
 }
 
 /// After the start, in ms, each half as long again as the one before: 18 wakes, the last at 10 s.
@@ -103,42 +100,57 @@ struct Listings {
 /// within 60 ms of that: the gaps stay under it until 150 ms.
 const START_LISTINGS_MS: [u64; 18] =
     [10, 15, 22, 34, 51, 76, 114, 171, 256, 384, 577, 865, 1297, 1946, 2919, 4379, 6568, 9853];
-/// After a death, the time a parent takes to reap its dead worker and start another.
-const RELIST_AFTER: Duration = Duration::from_millis(10);
+/// After a death, for the replacement a parent starts once it has reaped the dead: soon, and
+/// later for a parent slowed down by the full cgroup (its fork is a charge too).
+const DEATH_LISTINGS_MS: [u64; 3] = [10, 30, 90];
+
+/// Listings due at fixed offsets from a moment.
+struct Schedule {
+    from: Instant,
+    offsets_ms: &'static [u64],
+    /// Offsets past.
+    done: usize,
+}
+
+impl Schedule {
+    fn new(from: Instant, offsets_ms: &'static [u64]) -> Schedule {
+        Schedule { from, offsets_ms, done: 0 }
+    }
+
+    /// The next listing due after `now`, those due by then counted done; None once all are.
+    fn next_due(&mut self, now: Instant) -> Option<Instant> {
+        while let Some(&ms) = self.offsets_ms.get(self.done) {
+            match self.from.checked_add(Duration::from_millis(ms)) {
+                Some(due) if due > now => return Some(due),
+                _ => self.done += 1,
+            }
+        }
+        None
+    }
+}
 
 impl Listings {
     fn new(start: Instant) -> Listings {
-        Listings { start, done: 0, relist_at: None }
+        Listings { start_up: Schedule::new(start, &START_LISTINGS_MS), after_death: None }
     }
 
     /// How long from `now` until the next listing is due; None when none is.
     fn next(&mut self, now: Instant) -> Option<Duration> {
-        let mut start_up = None;
-        while let Some(&ms) = START_LISTINGS_MS.get(self.done) {
-            match self.start.checked_add(Duration::from_millis(ms)) {
-                Some(due) if due > now => {
-                    start_up = Some(due);
-                    break;
-                }
-                _ => self.done += 1,
-            }
-        }
-        let due = [start_up, self.relist_at].into_iter().flatten().min()?;
+        let after_death = self.after_death.as_mut().and_then(|s| s.next_due(now));
+        let due = [self.start_up.next_due(now), after_death].into_iter().flatten().min()?;
         Some(due.saturating_duration_since(now))
     }
 
-    /// A death seen at `now`: list [`RELIST_AFTER`] later, unless a listing for deaths is due
-    /// already (a stream of deaths must not put it off for ever).
+    /// A death seen at `now`: the listings after a death begin again, unless one of them is due
+    /// within the first gap anyway: one listing at most about every 10 ms however many die, and
+    /// a stream of deaths never puts one off.
     fn death(&mut self, now: Instant) -> Option<Duration> {
-        if self.relist_at.is_none() {
-            self.relist_at = now.checked_add(RELIST_AFTER);
+        let first = now.checked_add(Duration::from_millis(DEATH_LISTINGS_MS[0]));
+        let pending = self.after_death.as_mut().and_then(|s| s.next_due(now));
+        if pending.is_none() || pending > first {
+            self.after_death = Some(Schedule::new(now, &DEATH_LISTINGS_MS));
         }
         self.next(now)
-    }
-
-    /// A listing is being made: those due are done.
-    fn listing(&mut self) {
-        self.relist_at = None;
     }
 }
 
@@ -605,8 +617,7 @@ impl Watcher for OomWatch<'_> {
         if let Some(stop) = self.leaf_stop(rose) {
             return Some(stop);
         }
-        if let Some(l) = &mut self.listings {
-            l.listing();
+        if self.listings.is_some() {
             self.relist();
             return Some(Action::WakeAfter(self.listings.as_mut()?.next(Instant::now())));
         }
@@ -695,22 +706,29 @@ mod tests {
     }
 
     #[test]
-    fn deaths_bring_one_listing_soon_however_many_and_however_often() {
+    fn a_death_brings_a_listing_within_10_ms_and_two_more_later() {
         let start = Instant::now();
         let mut l = Listings::new(start);
         let ms = Duration::from_millis;
+        let at = |n| start + ms(n);
         // Past the start-up listings: only deaths bring one.
-        assert_eq!(l.next(start + ms(20_000)), None);
-        assert_eq!(l.death(start + ms(20_000)), Some(ms(10)));
+        assert_eq!(l.next(at(20_000)), None);
+        assert_eq!(l.death(at(20_000)), Some(ms(10)));
         // More deaths before it is due do not put it off.
-        assert_eq!(l.death(start + ms(20_004)), Some(ms(6)));
-        assert_eq!(l.death(start + ms(20_011)), Some(ms(0)));
-        l.listing();
-        assert_eq!(l.next(start + ms(20_011)), None);
+        assert_eq!(l.death(at(20_004)), Some(ms(6)));
+        assert_eq!(l.next(at(20_010)), Some(ms(20)));
+        // Between the listings after a death, another brings one within 10 ms.
+        assert_eq!(l.death(at(20_011)), Some(ms(10)));
+        assert_eq!(l.death(at(20_015)), Some(ms(6)));
+        assert_eq!(l.next(at(20_021)), Some(ms(20)));
+        assert_eq!(l.next(at(20_041)), Some(ms(60)));
+        assert_eq!(l.next(at(20_101)), None);
+        // Once they ran out, a death starts them again.
+        assert_eq!(l.death(at(25_000)), Some(ms(10)));
         // During the start-up ones: whichever comes first.
         let mut l = Listings::new(start);
-        assert_eq!(l.death(start + ms(9)), Some(ms(1)));
-        l.listing();
-        assert_eq!(l.next(start + ms(10)), Some(ms(5)));
+        assert_eq!(l.death(at(9)), Some(ms(1)));
+        assert_eq!(l.next(at(10)), Some(ms(5)));
+        assert_eq!(l.next(at(15)), Some(ms(4)));
     }
 }
