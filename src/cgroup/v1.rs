@@ -109,6 +109,16 @@ pub fn recheck_delay(done: u32) -> Option<Duration> {
 /// milliseconds), and the event loop must not be blocked that long while the command may already
 /// be filling the cgroup. The threshold is in force before that wait (rcu_assign_pointer comes
 /// first), and the eventfd simply starts firing.
+///
+/// Not at once: a process cannot exit while one of its threads is in a system call, and PID 1's
+/// exit waits for every process of its namespace, so a short command's exit waited for the grace
+/// periods (`oominit -- /bin/true` under a v1 limit: 28 ms, 7.7 times tini's start-and-exit).
+/// The helper first sleeps [`REGISTER_AFTER`]: a sleep ends at once when the process exits. A
+/// command that has passed a threshold by then is announced when the helper wakes.
+/// Long enough for most short commands (`/bin/true`: 2 ms; a shell script's few forks) to end
+/// before any registration begins.
+pub const REGISTER_AFTER: Duration = Duration::from_millis(5);
+
 pub fn thresholds(cg: &Cgroup) -> Option<(OwnedFd, u64)> {
     let limit = memory(cg).limit_bytes?;
     let thresholds = [limit / 2, limit / 4 * 3];
@@ -119,6 +129,7 @@ pub fn thresholds(cg: &Cgroup) -> Option<(OwnedFd, u64)> {
     let mut control = OpenOptions::new().write(true).open(cg.file("cgroup.event_control")).ok()?;
     let lines = thresholds.map(|t| (t, format!("{} {} {t}", efd.as_raw_fd(), usage.as_raw_fd())));
     spawn_detached(Box::new(move || {
+        std::thread::sleep(REGISTER_AFTER);
         // One registration per write, the lower first. The kernel notes where usage stands as
         // it registers and notifies crossings from there on: a command already past a threshold
         // when the helper runs would never be announced. Then it is announced here.
