@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 
+import limited
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = None  # beside the oominit binary, set in main()
 INITS = {
@@ -303,6 +305,17 @@ def main():
         print(f"  start-and-exit with a memory cgroup {w:.1f} µs, without cgroupfs {wo:.1f} µs: "
               f"finding and watching the cgroup costs {w - wo:.1f} µs per container start "
               f"(the record itself is written either way)")
+    print("\nstart-and-exit under a 256 MiB memory limit, INIT -- /bin/true (µs, median of round medians; bench/limited.py):")
+    for place, got in limited.measure(a.oominit, EXAMPLES, a.rounds, max(20, a.calls // 2)):
+        if isinstance(got, str):
+            print(f"  {place:34} {got}")
+            missed.append(f"start-and-exit, {place}: {got}")
+            continue
+        ratio = got["oominit"] / got["tini-static"]
+        verdict = "ok" if ratio <= 1.0 else "MISSED"
+        print(f"  {place:34} oominit {got['oominit']:9.1f}  tini-static {got['tini-static']:9.1f}  ratio {ratio:.3f}  <= 1.0: {verdict}")
+        if ratio > 1.0:
+            missed.append(f"start-and-exit, {place} ({ratio:.3f})")
     print(f"\nrounds={a.rounds} calls/round={a.calls} idle={a.idle_seconds}s zombies={a.zombies} signals={a.signals} "
           f"kernel={os.uname().release} cpus={os.cpu_count()}")
     print("dumb-init is Debian's dynamically linked build: its size excludes glibc, its RSS includes shared pages.")

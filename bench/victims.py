@@ -108,7 +108,7 @@ def in_vm(oominit, runs):
     with tempfile.TemporaryDirectory() as tmp:
         initrd = os.path.join(tmp, "initramfs.cpio.gz")
         vm.pack(oominit, "\n".join(lines) + "\n", initrd)
-        serial, took = vm.boot(vm.kernel(), initrd, "512M", timeout=1800)
+        serial, took = vm.boot(vm.kernel("6.1"), initrd, "512M", timeout=1800)
     kernel = (re.search(r"@@ UNAME (\S+)", serial) or [None, "?"])[1]
     print(f"# VM: {2 * runs} runs in {took:.0f} s, kernel {kernel}")
     if "@@ DONE" not in serial:

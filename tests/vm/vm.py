@@ -382,7 +382,7 @@ def init_script(version, scenarios):
     return "\n".join(lines) + "\n"
 
 
-def pack(oominit, script, dest, tests=None, bundles=None):
+def pack(oominit, script, dest, tests=None, bundles=None, extra=None):
     with tempfile.TemporaryDirectory() as d:
         # It becomes the VM's /: mkdtemp's 0700 would bar every user but root from all of it.
         os.chmod(d, 0o755)
@@ -393,6 +393,8 @@ def pack(oominit, script, dest, tests=None, bundles=None):
         shutil.copy(oominit, f"{d}/oominit")
         for ex in ("memhog", "minictr", "stamp", "workers"):
             shutil.copy(os.path.join(os.path.dirname(oominit), "examples", ex), f"{d}/{ex}")
+        for path, src in (extra or {}).items():
+            shutil.copy(src, d + path)
         if tests:
             # The test binaries, and every workload where OOMINIT_EXAMPLES points them.
             os.makedirs(f"{d}/tests")
