@@ -46,11 +46,12 @@ impl Fraction {
         if whole.is_empty() || whole.len() > 1 || frac.len() > 6 || !digits(whole) || !digits(frac) {
             return Err(bad());
         }
-        let mut millionths = u32::from(whole.as_bytes()[0] - b'0').saturating_mul(MILLION);
+        let digit = |d: u8| u32::from(d.saturating_sub(b'0'));
+        let mut millionths = whole.bytes().map(digit).sum::<u32>().saturating_mul(MILLION);
         let mut place = MILLION;
         for d in frac.bytes() {
             place /= 10;
-            millionths = millionths.saturating_add(u32::from(d - b'0').saturating_mul(place));
+            millionths = millionths.saturating_add(digit(d).saturating_mul(place));
         }
         if millionths == 0 || millionths > MILLION {
             return Err(bad());
