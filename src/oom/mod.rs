@@ -86,7 +86,7 @@ pub struct OomWatch<'a> {
     /// The host's memory, read at kills: whose limit it was (`scope`).
     host: Host,
     /// `--pre-oom-stop`.
-    pre_oom: Option<prestop::State>,
+    pre_oom: Option<Box<prestop::State>>,
 }
 
 /// Where the cgroup gives no notification (v1 behind a read-only cgroupfs), nothing says when
@@ -303,7 +303,7 @@ impl<'a> OomWatch<'a> {
                 sample = w.warn_also_at(cg, cfg.fraction.of(limit));
             }
         }
-        self.pre_oom = Some(prestop::State::new(cfg, sample));
+        self.pre_oom = Some(Box::new(prestop::State::new(cfg, sample)));
     }
 
     /// At a reading kept (`kept`: what filled the cgroup, and its figures): whether to signal the
@@ -323,7 +323,7 @@ impl<'a> OomWatch<'a> {
 
     /// The live record of the `--pre-oom-stop` signal, once, where a write fits below the limit.
     fn write_pre_oom_stop(&mut self) {
-        let Some(sent) = self.pre_oom.as_ref().and_then(prestop::State::unwritten) else { return };
+        let Some(sent) = self.pre_oom.as_deref().and_then(prestop::State::unwritten) else { return };
         let cgroup = &self.cgroup;
         if !self.headroom.room_to_write(|| memory(cgroup)) {
             return;
@@ -612,7 +612,7 @@ impl<'a> OomWatch<'a> {
             main_named,
             at_kill: self.at_kill,
             termlog: self.termlog,
-            pre_oom_stop: self.pre_oom.as_ref().and_then(prestop::State::outcome),
+            pre_oom_stop: self.pre_oom.as_deref().and_then(prestop::State::outcome),
         }
     }
 }
@@ -623,7 +623,7 @@ impl Watcher for OomWatch<'_> {
         fds.extend(self.victims.deaths_fd());
         // Only beside a watch (v1's thresholds), never beside deaths: it comes right after the
         // watch's own.
-        fds.extend(self.pre_oom.as_ref().and_then(prestop::State::timer_fd));
+        fds.extend(self.pre_oom.as_deref().and_then(prestop::State::timer_fd));
         fds
     }
 
