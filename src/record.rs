@@ -356,9 +356,13 @@ impl PreOomStopEvent {
 pub struct PreOomStop {
     pub signal: String,
     pub at: String,
-    pub unreclaimable_bytes: u64,
-    pub threshold_bytes: u64,
-    pub limit_bytes: u64,
+    /// Left out of a termination log that would not fit otherwise (the live record has them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreclaimable_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_bytes: Option<u64>,
     /// OOM kills counted after it: 0 when the stop came before the kernel killed anything.
     pub kills_after: u64,
 }
@@ -369,9 +373,9 @@ impl PreOomStop {
         PreOomStop {
             signal: signals::name(sent.signal),
             at: rfc3339(sent.at.as_secs(), sent.at.subsec_millis()),
-            unreclaimable_bytes: sent.breakdown.unreclaimable(),
-            threshold_bytes: sent.threshold,
-            limit_bytes: sent.limit,
+            unreclaimable_bytes: Some(sent.breakdown.unreclaimable()),
+            threshold_bytes: Some(sent.threshold),
+            limit_bytes: Some(sent.limit),
             kills_after: kills.saturating_sub(sent.kills),
         }
     }
@@ -511,7 +515,7 @@ impl ExitRecord {
 
     /// The record in under [`TERMINATION_LOG_MAX`] bytes: the largest processes go first, victims'
     /// argv is cut next, then victims go (the last named first), then main's argv is cut, then
-    /// the free-text fields, to 48 bytes, then to 16.
+    /// the free-text fields, to 48 bytes, then to 16, then `pre_oom_stop`'s figures.
     /// Works on a copy of the struct rather than a JSON tree, which would cost serde_json's map
     /// code in the binary.
     pub fn compact(&self) -> String {
@@ -542,6 +546,11 @@ impl ExitRecord {
             }
             if let Some(t) = text(&mut r) {
                 *t = truncate(t, cut);
+            }
+        }
+        if !fits(&r) {
+            if let Some(p) = &mut r.pre_oom_stop {
+                (p.unreclaimable_bytes, p.threshold_bytes, p.limit_bytes) = (None, None, None);
             }
         }
         if !fits(&r) {
