@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use lexopt::prelude::*;
 
+use crate::oom::prestop::{Fraction, PreOomStop};
 use crate::record::ArgvShown;
 use crate::signals;
 use crate::sink::Target;
@@ -47,6 +48,10 @@ OOM reporting:
       --no-summary         no human line on stderr saying what was OOM-killed at exit
       --limit-events D|off a `limit` record when memory the kernel cannot reclaim fills half
                            the limit, at most once per D (default 60s)
+      --pre-oom-stop[=F]   when memory the kernel cannot reclaim fills F of the limit
+                           (default 0.9), send COMMAND one signal so that it can stop before
+                           the kernel's OOM killer: once, no SIGKILL from oominit after it
+      --pre-oom-signal SIG the signal --pre-oom-stop sends (default TERM; not KILL or STOP)
 
   -v, --verbose            more diagnostics on stderr (repeat for more)
   -V, --version            print the version and exit
@@ -55,7 +60,8 @@ OOM reporting:
 Environment (the TINI_ names are honoured too):
   OOMINIT_SUBREAPER, OOMINIT_KILL_PROCESS_GROUP, OOMINIT_VERBOSITY=N,
   OOMINIT_STRICT, OOMINIT_OOM_EXIT_CODE=N, OOMINIT_RECORD=TARGET, OOMINIT_ARGV,
-  OOMINIT_SUMMARY=0, OOMINIT_ON_LEAF_OOM=MODE, OOMINIT_LIMIT_EVENTS=D|off
+  OOMINIT_SUMMARY=0, OOMINIT_ON_LEAF_OOM=MODE, OOMINIT_LIMIT_EVENTS=D|off,
+  OOMINIT_PRE_OOM_STOP=F|on|off, OOMINIT_PRE_OOM_SIGNAL=SIG
 
 Exit codes: COMMAND's own; 128+N if it died of signal N; the OOM exit code under
 --strict, or after --on-leaf-oom exit stopped COMMAND; 127 command not found; 126 command not executable; 2 usage error;
@@ -93,6 +99,10 @@ pub struct Config {
     pub on_leaf_oom: OnLeafOom,
     /// `--limit-events`: at most one `limit` record per this long; None: off.
     pub limit_events: Option<Duration>,
+    /// `--pre-oom-stop`: at what fraction of the limit; None: off.
+    pub pre_oom_stop: Option<Fraction>,
+    /// `--pre-oom-signal`: what it sends.
+    pub pre_oom_signal: i32,
 }
 
 pub const DEFAULT_TERMINATION_LOG: &str = "/dev/termination-log";
@@ -126,6 +136,11 @@ impl Config {
     /// SIGTERM to the SIGKILL of what is left: `--grace`, else [`LEAF_OOM_GRACE`].
     pub fn stop_grace(&self) -> Duration {
         self.grace.unwrap_or(LEAF_OOM_GRACE)
+    }
+
+    /// `--pre-oom-stop` with its signal, when on.
+    pub fn pre_oom(&self) -> Option<PreOomStop> {
+        self.pre_oom_stop.map(|fraction| PreOomStop { fraction, signal: self.pre_oom_signal })
     }
 
     /// The signal to forward in place of `signo`, or `None` to drop it.
@@ -177,7 +192,15 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
         },
         on_leaf_oom: OnLeafOom::Continue,
         limit_events: Some(DEFAULT_LIMIT_EVENTS),
+        pre_oom_stop: None,
+        pre_oom_signal: nix::libc::SIGTERM,
     };
+    if let Some(v) = env("OOMINIT_PRE_OOM_STOP")?.filter(|v| !v.trim().is_empty()) {
+        cfg.pre_oom_stop = pre_oom_stop(&v).map_err(|e| format!("OOMINIT_PRE_OOM_STOP: {e}"))?;
+    }
+    if let Some(v) = env("OOMINIT_PRE_OOM_SIGNAL")? {
+        cfg.pre_oom_signal = pre_oom_signal(&v).map_err(|e| format!("OOMINIT_PRE_OOM_SIGNAL: {e}"))?;
+    }
     if let Some(v) = env("OOMINIT_LIMIT_EVENTS")? {
         cfg.limit_events = limit_events(&v).map_err(|e| format!("OOMINIT_LIMIT_EVENTS: {e}"))?;
     }
@@ -227,6 +250,23 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
             Long("limit-events") => {
                 cfg.limit_events =
                     limit_events(&value(&mut p)?).map_err(|e| format!("--limit-events: {e}"))?
+            }
+            // The fraction only as `--pre-oom-stop=F`: a separate word is the command (options end
+            // at the first word that is not one, as in getopt's optional arguments).
+            Long("pre-oom-stop") => {
+                cfg.pre_oom_stop = match p.optional_value() {
+                    None => Some(Fraction::DEFAULT),
+                    Some(v) => {
+                        let v = v
+                            .into_string()
+                            .map_err(|v| format!("--pre-oom-stop: {v:?} is not valid UTF-8"))?;
+                        pre_oom_stop(&v).map_err(|e| format!("--pre-oom-stop: {e}"))?
+                    }
+                }
+            }
+            Long("pre-oom-signal") => {
+                cfg.pre_oom_signal =
+                    pre_oom_signal(&value(&mut p)?).map_err(|e| format!("--pre-oom-signal: {e}"))?
             }
             Long("on-leaf-oom") => {
                 cfg.on_leaf_oom =
@@ -293,6 +333,27 @@ fn limit_events(text: &str) -> Result<Option<Duration>, String> {
     match text.trim() {
         "off" | "0" => Ok(None),
         t => parse_duration(t).map(|d| Some(d).filter(|d| !d.is_zero())),
+    }
+}
+
+/// `--pre-oom-stop=` and its variable: a fraction of the limit, `on` (the default fraction) or
+/// `off`. `1` is the fraction, the whole limit, not a boolean.
+fn pre_oom_stop(text: &str) -> Result<Option<Fraction>, String> {
+    match text.trim() {
+        "on" => Ok(Some(Fraction::DEFAULT)),
+        "off" => Ok(None),
+        t => Fraction::parse(t).map(Some),
+    }
+}
+
+/// A signal the application can handle: KILL and STOP cannot be, and a SIGKILL from oominit
+/// would be the very death the option is there to avoid.
+fn pre_oom_signal(text: &str) -> Result<i32, String> {
+    match signals::parse(text, false)? {
+        nix::libc::SIGKILL | nix::libc::SIGSTOP => {
+            Err(format!("'{text}' cannot be handled: the point is a signal the application can catch"))
+        }
+        n => Ok(n),
     }
 }
 
@@ -490,6 +551,86 @@ mod tests {
             let e = run(&["--record", bad, "x"], &[]).unwrap_err();
             assert!(e.contains(bad), "{e}");
             assert!(run(&["x"], &[("OOMINIT_RECORD", bad)]).unwrap_err().contains("OOMINIT_RECORD"));
+        }
+    }
+
+    #[test]
+    fn pre_oom_stop_is_off_unless_asked() {
+        let c = run(&["x"], &[]).unwrap();
+        assert_eq!((c.pre_oom_stop, c.pre_oom()), (None, None));
+        assert_eq!(c.pre_oom_signal, nix::libc::SIGTERM);
+    }
+
+    #[test]
+    fn pre_oom_stop_takes_its_fraction_attached_only() {
+        let f = |t| Some(Fraction::parse(t).unwrap());
+        assert_eq!(run(&["--pre-oom-stop", "x"], &[]).unwrap().pre_oom_stop, Some(Fraction::DEFAULT));
+        assert_eq!(run(&["--pre-oom-stop=0.75", "x"], &[]).unwrap().pre_oom_stop, f("0.75"));
+        assert_eq!(run(&["--pre-oom-stop=1", "x"], &[]).unwrap().pre_oom_stop, f("1"));
+        // A separate word is the command, as with getopt's optional arguments.
+        let c = run(&["--pre-oom-stop", "0.5", "x"], &[]).unwrap();
+        assert_eq!(
+            (c.pre_oom_stop, c.command),
+            (Some(Fraction::DEFAULT), vec![OsString::from("0.5"), "x".into()])
+        );
+    }
+
+    #[test]
+    fn pre_oom_stop_from_the_environment_and_the_option_wins() {
+        let f = |t| Some(Fraction::parse(t).unwrap());
+        let env = |v| run(&["x"], &[("OOMINIT_PRE_OOM_STOP", v)]).unwrap().pre_oom_stop;
+        assert_eq!(env("0.8"), f("0.8"));
+        assert_eq!(env("on"), Some(Fraction::DEFAULT));
+        assert_eq!(env("1"), f("1"), "1 is the fraction, the whole limit");
+        assert_eq!((env("off"), env("")), (None, None));
+        let c = run(&["--pre-oom-stop=off", "x"], &[("OOMINIT_PRE_OOM_STOP", "0.8")]).unwrap();
+        assert_eq!(c.pre_oom_stop, None);
+        let c = run(&["--pre-oom-signal", "USR1", "x"], &[("OOMINIT_PRE_OOM_SIGNAL", "INT")]).unwrap();
+        assert_eq!(c.pre_oom_signal, nix::libc::SIGUSR1);
+        assert_eq!(
+            run(&["x"], &[("OOMINIT_PRE_OOM_SIGNAL", "2")]).unwrap().pre_oom_signal,
+            nix::libc::SIGINT
+        );
+    }
+
+    #[test]
+    fn pre_oom_signal_takes_names_and_numbers_it_can_be_caught_by() {
+        let sig = |v| {
+            run(&["--pre-oom-signal", v, "--pre-oom-stop", "x"], &[]).map(|c| c.pre_oom().map(|p| p.signal))
+        };
+        for (text, want) in [
+            ("TERM", nix::libc::SIGTERM),
+            ("SIGINT", nix::libc::SIGINT),
+            ("quit", nix::libc::SIGQUIT),
+            ("USR1", nix::libc::SIGUSR1),
+            ("usr2", nix::libc::SIGUSR2),
+            ("HUP", nix::libc::SIGHUP),
+            ("10", 10),
+        ] {
+            assert_eq!(sig(text), Ok(Some(want)), "{text}");
+        }
+    }
+
+    #[test]
+    fn pre_oom_options_out_of_range_are_one_line_usage_errors() {
+        for (args, env, needle) in [
+            (&["--pre-oom-stop=0", "x"][..], &[][..], "--pre-oom-stop"),
+            (&["--pre-oom-stop=1.5", "x"][..], &[][..], "--pre-oom-stop"),
+            (&["--pre-oom-stop=-0.1", "x"][..], &[][..], "fraction"),
+            (&["--pre-oom-stop=", "x"][..], &[][..], "--pre-oom-stop"),
+            (&["--pre-oom-stop=90%", "x"][..], &[][..], "90%"),
+            (&["x"][..], &[("OOMINIT_PRE_OOM_STOP", "yes")][..], "OOMINIT_PRE_OOM_STOP"),
+            (&["x"][..], &[("OOMINIT_PRE_OOM_STOP", "0")][..], "OOMINIT_PRE_OOM_STOP"),
+            (&["--pre-oom-signal", "KILL", "x"][..], &[][..], "cannot be handled"),
+            (&["--pre-oom-signal", "9", "x"][..], &[][..], "--pre-oom-signal"),
+            (&["--pre-oom-signal", "STOP", "x"][..], &[][..], "--pre-oom-signal"),
+            (&["--pre-oom-signal", "0", "x"][..], &[][..], "--pre-oom-signal"),
+            (&["--pre-oom-signal", "TERMINATE", "x"][..], &[][..], "TERMINATE"),
+            (&["--pre-oom-signal"][..], &[][..], "--pre-oom-signal"),
+            (&["x"][..], &[("OOMINIT_PRE_OOM_SIGNAL", "KILL")][..], "OOMINIT_PRE_OOM_SIGNAL"),
+        ] {
+            let e = run(args, env).unwrap_err();
+            assert!(e.contains(needle) && !e.contains('\n'), "{args:?} {env:?}: {e}");
         }
     }
 

@@ -39,7 +39,7 @@ use crate::emit::Emitter;
 use crate::error::{Error, EXIT_FATAL, EXIT_USAGE};
 use crate::oom::{headroom, Baseline, Observed, OomWatch};
 use crate::reap::Status;
-use crate::record::{ExitRecord, Facts, MainEnd, MainInfo, OomInfo, Stopped, Verdict};
+use crate::record::{ExitRecord, Facts, MainEnd, MainInfo, OomInfo, PreOomStop, Stopped, Verdict};
 use crate::sink::Sink;
 use crate::supervise::MainExit;
 use crate::termlog::TerminationLog;
@@ -105,6 +105,9 @@ fn run(cfg: &Config) -> Result<i32, Error> {
             }
             if let Some(every) = cfg.limit_events {
                 watch.warn_at_limit(every);
+            }
+            if let Some(stop) = cfg.pre_oom() {
+                watch.stop_before_oom(stop);
             }
             let exit = supervise::supervise(cfg, lp.as_ref(), pid, &mut watch)?;
             (Some(pid), MainEnd::Ended(exit.status), watch, Some(exit))
@@ -172,6 +175,7 @@ fn exit_record(
         exit_code,
         strict_applied,
         stopped: stopped.map(Stopped::leaf_oom),
+        pre_oom_stop: observed.pre_oom_stop.map(|sent| PreOomStop::new(&sent, kills)),
         main: MainInfo::new(pid, &cfg.command, cfg.argv_shown, end),
         oom: OomInfo {
             kills,

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::cgroup::{Breakdown, Counters, Memory, Version};
 use crate::host::HostMemory;
+use crate::oom::prestop::Sent;
 use crate::reap::Status;
 use crate::signals;
 use crate::spawn::SpawnError;
@@ -315,6 +316,71 @@ impl<'a> LimitEvent<'a> {
     }
 }
 
+/// `--pre-oom-stop`'s signal, the moment it is sent (or, where there was no room below the
+/// limit to write it then, as soon as there is).
+#[derive(Debug, Serialize)]
+pub struct PreOomStopEvent {
+    pub event: &'static str,
+    pub schema: u32,
+    pub signal: String,
+    /// Memory the kernel cannot reclaim (anon, shmem, kernel) at the reading that decided it,
+    /// and the fraction of the limit it had reached.
+    pub unreclaimable_bytes: u64,
+    pub threshold_bytes: u64,
+    pub breakdown: Breakdown,
+    /// OOM kills before it.
+    pub kills: u64,
+    pub memory: MemoryInfo,
+    /// When it was sent.
+    pub time: String,
+}
+
+impl PreOomStopEvent {
+    pub fn new(sent: &Sent, memory: MemoryInfo) -> PreOomStopEvent {
+        PreOomStopEvent {
+            event: "pre_oom_stop",
+            schema: SCHEMA,
+            signal: signals::name(sent.signal),
+            unreclaimable_bytes: sent.breakdown.unreclaimable(),
+            threshold_bytes: sent.threshold,
+            breakdown: sent.breakdown,
+            kills: sent.kills,
+            memory,
+            time: rfc3339(sent.at.as_secs(), sent.at.subsec_millis()),
+        }
+    }
+}
+
+/// In the exit record: the signal `--pre-oom-stop` sent, and what followed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PreOomStop {
+    pub signal: String,
+    pub at: String,
+    /// Left out of a termination log that would not fit otherwise (the live record has them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreclaimable_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_bytes: Option<u64>,
+    /// OOM kills counted after it: 0 when the stop came before the kernel killed anything.
+    pub kills_after: u64,
+}
+
+impl PreOomStop {
+    /// `sent`, with `kills` counted by the end.
+    pub fn new(sent: &Sent, kills: u64) -> PreOomStop {
+        PreOomStop {
+            signal: signals::name(sent.signal),
+            at: rfc3339(sent.at.as_secs(), sent.at.subsec_millis()),
+            unreclaimable_bytes: Some(sent.breakdown.unreclaimable()),
+            threshold_bytes: Some(sent.threshold),
+            limit_bytes: Some(sent.limit),
+            kills_after: kills.saturating_sub(sent.kills),
+        }
+    }
+}
+
 /// What the cgroup held when a kill was seen.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AtKill {
@@ -432,6 +498,9 @@ pub struct ExitRecord {
     /// oominit stopped the main process itself (`--on-leaf-oom exit`); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<Stopped>,
+    /// `--pre-oom-stop` signalled the main process; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pre_oom_stop: Option<PreOomStop>,
     pub main: MainInfo,
     pub oom: OomInfo,
     pub memory: MemoryInfo,
@@ -446,7 +515,7 @@ impl ExitRecord {
 
     /// The record in under [`TERMINATION_LOG_MAX`] bytes: the largest processes go first, victims'
     /// argv is cut next, then victims go (the last named first), then main's argv is cut, then
-    /// the free-text fields.
+    /// the free-text fields, to 48 bytes, then to 16, then `pre_oom_stop`'s figures.
     /// Works on a copy of the struct rather than a JSON tree, which would cost serde_json's map
     /// code in the binary.
     pub fn compact(&self) -> String {
@@ -471,12 +540,17 @@ impl ExitRecord {
         }
         let texts: [fn(&mut ExitRecord) -> Option<&mut String>; 3] =
             [|r| r.main.spawn_error.as_mut(), |r| r.memory.unavailable.as_mut(), |r| r.memory.path.as_mut()];
-        for text in texts {
+        for (cut, text) in [48, 16].into_iter().flat_map(|cut| texts.map(|t| (cut, t))) {
             if fits(&r) {
                 break;
             }
             if let Some(t) = text(&mut r) {
-                *t = truncate(t, 48);
+                *t = truncate(t, cut);
+            }
+        }
+        if !fits(&r) {
+            if let Some(p) = &mut r.pre_oom_stop {
+                (p.unreclaimable_bytes, p.threshold_bytes, p.limit_bytes) = (None, None, None);
             }
         }
         if !fits(&r) {
@@ -661,6 +735,17 @@ mod tests {
             exit_code: 137,
             strict_applied: true,
             stopped: Some(Stopped::leaf_oom(std::time::Duration::from_secs(10))),
+            pre_oom_stop: Some(PreOomStop::new(
+                &Sent {
+                    signal: 15,
+                    at: std::time::Duration::from_secs(1_795_354_527),
+                    breakdown: Breakdown { anon_bytes: Some(u64::MAX), ..Breakdown::default() },
+                    threshold: u64::MAX,
+                    limit: u64::MAX,
+                    kills: 0,
+                },
+                100,
+            )),
             main: MainInfo::new(Some(7), &argv, ArgvShown::All, MainEnd::Ended(Status::Exited(0))),
             oom: OomInfo {
                 kills: 100,
@@ -690,11 +775,12 @@ mod tests {
             time: now_rfc3339(),
         };
         let c = r.compact();
-        assert!(c.len() < TERMINATION_LOG_MAX, "{} bytes", c.len());
+        assert!(c.len() < TERMINATION_LOG_MAX, "{} bytes: {c}", c.len());
         let v: serde_json::Value = serde_json::from_str(&c).unwrap();
         assert_eq!(v["verdict"], "leaf_oom");
         assert_eq!(v["exit_code"], 137);
         assert_eq!(v["stopped"]["reason"], "leaf_oom", "what oominit did stays");
+        assert_eq!(v["pre_oom_stop"]["kills_after"], 100, "so does the signal before the kills");
         assert_eq!(v["oom"]["kills"], 100);
         assert_eq!(v["oom"]["victims_omitted"], 100);
         assert_eq!(v["oom"]["breakdown"]["anon_bytes"], u64::MAX, "what filled it stays");

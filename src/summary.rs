@@ -122,6 +122,7 @@ mod tests {
             exit_code,
             strict_applied: strict,
             stopped: None,
+            pre_oom_stop: None,
             main: MainInfo::new(Some(7), &["sh".into()], ArgvShown::All, MainEnd::Ended(end)),
             oom,
             memory: MemoryInfo::new(Some((Version::V1, "/".into())), memory, Some("eventfd")),

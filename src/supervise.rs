@@ -65,6 +65,8 @@ pub trait Watcher {
     /// A signal was forwarded to the command. A stop may follow that kills oominit before any
     /// exit record (`docker stop`'s SIGKILL after 10 s): what is known should be said now.
     fn on_forward(&mut self) -> Option<Action>;
+    /// The signal asked for with [`Action::SignalMain`] was sent.
+    fn main_signalled(&mut self) {}
 }
 
 /// What a watcher asks the loop to do.
@@ -77,6 +79,9 @@ pub enum Action {
     /// it does, SIGKILL to what is left once the grace ([`Config::stop_grace`]) has run out.
     /// Asked at most once; ignored once main has ended.
     StopMain,
+    /// Send the main process this signal (to its process group with `-g`), and nothing after
+    /// it: `--pre-oom-stop`. Ignored once main has ended.
+    SignalMain(i32),
 }
 
 /// How the main process ended, and whether oominit itself sent it a SIGKILL (a signal rewritten
@@ -228,7 +233,29 @@ impl Supervisor<'_, '_> {
         match action {
             Some(Action::WakeAfter(after)) => self.watcher_due = after.map(|d| later(Instant::now(), d)),
             Some(Action::StopMain) => self.stop_main(),
+            Some(Action::SignalMain(signo)) => self.signal_main(signo),
             None => {}
+        }
+    }
+
+    /// One signal to main while it runs; no grace, no SIGKILL: the kernel's OOM killer stays
+    /// the backstop. Not rewritten by `-r`. kill(2) at the limit charges at most the signal's
+    /// queue entry, an atomic allocation that never waits in reclaim nor sets off the OOM killer.
+    fn signal_main(&mut self, signo: i32) {
+        if self.main_status.is_some() {
+            return;
+        }
+        let target = self.target();
+        match signals::send(target, signo) {
+            Ok(()) => {
+                diag!(
+                    2,
+                    "memory the kernel cannot reclaim nears the limit: {} to {target}",
+                    signals::name(signo)
+                );
+                self.watcher.main_signalled();
+            }
+            Err(e) => diag!(1, "sending {} to {target}: {e}", signals::name(signo)),
         }
     }
 

@@ -599,6 +599,95 @@ fn memory_the_kernel_cannot_reclaim_at_the_limit_is_warned_of_once() {
     assert!(records(&out.stderr).iter().all(|r| r["event"] != "limit"), "{}", stderr(&out));
 }
 
+/// The kernel's own count of OOM kills in `cg` (v1 `memory.oom_control`, v2 `memory.events`).
+fn kernel_kills(cg: &MemCgroup) -> u64 {
+    let c = oominit::cgroup::Cgroup::open(cg.version, cg.dir.clone()).and_then(|c| c.counters());
+    c.unwrap_or_else(|e| panic!("reading {}'s counters: {e}", cg.dir.display())).oom_kill.unwrap_or(0)
+}
+
+/// The `pre_oom_stop` live records.
+fn pre_oom_stops(stream: &[u8]) -> Vec<serde_json::Value> {
+    records(stream).into_iter().filter(|r| r["event"] == "pre_oom_stop").collect()
+}
+
+/// A main whose heap grows slowly (1 MiB every 40 ms, in a worker) and that drains on SIGTERM:
+/// it stops the worker and exits 0.
+const DRAINS: &str = "trap 'echo main got TERM; kill $hog; wait $hog; exit 0' TERM; \
+                      {memhog} 64 0 0 40 & hog=$!; wait $hog; echo main woke";
+
+#[test]
+fn pre_oom_stop_lets_main_exit_cleanly_before_any_kill() {
+    let cg = MemCgroup::new("32M");
+    let out = sh(&cg, &["--pre-oom-stop"], DRAINS);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("main got TERM"), "{}{}", stdout(&out), stderr(&out));
+    assert!(!stdout(&out).contains("allocated"), "stopped before the heap could grow: {}", stdout(&out));
+    assert_eq!(kernel_kills(&cg), 0, "the kernel killed nothing");
+    let r = exit_record(&out.stderr);
+    assert_eq!((r["verdict"].as_str(), r["exit_code"].as_i64()), (Some("clean"), Some(0)), "{r}");
+    assert_eq!(r["oom"]["kills"], 0, "{r}");
+    let stop = &r["pre_oom_stop"];
+    let threshold = 32 * MIB * 9 / 10;
+    assert_eq!(stop["signal"], "SIGTERM", "{r}");
+    assert_eq!(stop["kills_after"], 0, "{r}");
+    assert_eq!(
+        (stop["limit_bytes"].as_u64(), stop["threshold_bytes"].as_u64()),
+        (Some(32 * MIB), Some(threshold))
+    );
+    assert!(stop["unreclaimable_bytes"].as_u64().is_some_and(|u| u >= threshold), "{r}");
+    assert!(r.get("stopped").is_none(), "a stop, not --on-leaf-oom's: {r}");
+    let live = pre_oom_stops(&out.stderr);
+    assert_eq!(live.len(), 1, "one live record: {}", stderr(&out));
+    assert_eq!((live[0]["signal"].as_str(), live[0]["kills"].as_u64()), (Some("SIGTERM"), Some(0)));
+    assert_eq!(live[0]["time"], stop["at"], "{}", live[0]);
+}
+
+#[test]
+fn pre_oom_stop_sends_one_signal_and_leaves_the_rest_to_the_kernel() {
+    // Main ignores the signal: oominit sends nothing more, and the kernel kills the heap's worker.
+    let cg = MemCgroup::new("32M");
+    let out = sh(
+        &cg,
+        &["--pre-oom-stop", "--pre-oom-signal", "USR1"],
+        "trap 'echo main got USR1' USR1; {memhog} 64 0 0 40 & wait $!; wait $!; echo main went on",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("main got USR1") && stdout(&out).contains("main went on"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(kernel_kills(&cg), 1, "{}", stderr(&out));
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["verdict"], "leaf_oom", "{r}");
+    assert_eq!(
+        (r["pre_oom_stop"]["signal"].as_str(), r["pre_oom_stop"]["kills_after"].as_u64()),
+        (Some("SIGUSR1"), Some(1)),
+        "{r}"
+    );
+    assert_eq!(pre_oom_stops(&out.stderr).len(), 1, "once: {}", stderr(&out));
+}
+
+#[test]
+fn pre_oom_stop_never_fires_on_page_cache() {
+    // Page cache fills the cgroup to its limit, over and over: even at half the limit, nothing
+    // the kernel cannot reclaim is there.
+    let cg = MemCgroup::new("32M");
+    let file = disk_file("prestop");
+    let script = format!(
+        "dd if=/dev/zero of={0} bs=1M count=96 2>/dev/null && cat {0} {0} > /dev/null",
+        file.display()
+    );
+    let out = sh(&cg, &["--pre-oom-stop=0.5"], &script);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = exit_record(&out.stderr);
+    assert_eq!(r["verdict"], "clean", "{r}");
+    assert!(r["memory"]["peak_bytes"].as_u64().unwrap() >= 24 * MIB, "the cache filled it: {r}");
+    assert!(r.get("pre_oom_stop").is_none(), "{r}");
+    assert!(pre_oom_stops(&out.stderr).is_empty(), "{}", stderr(&out));
+}
+
 #[test]
 fn spawn_failure_is_recorded() {
     let out = run(&["--", "/no/such/command"]);

@@ -123,11 +123,25 @@ pub fn thresholds(cg: &Cgroup) -> Option<(OwnedFd, u64)> {
     let limit = memory(cg).limit_bytes?;
     let thresholds = [limit / 2, limit / 4 * 3];
     let efd = eventfd().ok()?;
+    register_thresholds(cg, &efd, limit, &thresholds).then_some((efd, thresholds[0]))
+}
+
+/// One more threshold on the eventfd of [`thresholds`], registered the same way; false if it
+/// could not be set up.
+pub fn threshold_also(cg: &Cgroup, efd: &OwnedFd, at: u64) -> bool {
+    memory(cg).limit_bytes.is_some_and(|limit| register_thresholds(cg, efd, limit, &[at]))
+}
+
+/// Register `thresholds` (ascending) on `efd` from a helper thread; false if none could be made.
+fn register_thresholds(cg: &Cgroup, efd: &OwnedFd, limit: u64, thresholds: &[u64]) -> bool {
     // The helper's own descriptor of the eventfd: it may outlive the event loop's.
-    let poke = efd.try_clone().ok()?;
-    let usage = fs::File::open(cg.file("memory.usage_in_bytes")).ok()?;
-    let mut control = OpenOptions::new().write(true).open(cg.file("cgroup.event_control")).ok()?;
-    let lines = thresholds.map(|t| (t, format!("{} {} {t}", efd.as_raw_fd(), usage.as_raw_fd())));
+    let Ok(poke) = efd.try_clone() else { return false };
+    let Ok(usage) = fs::File::open(cg.file("memory.usage_in_bytes")) else { return false };
+    let Ok(mut control) = OpenOptions::new().write(true).open(cg.file("cgroup.event_control")) else {
+        return false;
+    };
+    let lines: Vec<(u64, String)> =
+        thresholds.iter().map(|t| (*t, format!("{} {} {t}", efd.as_raw_fd(), usage.as_raw_fd()))).collect();
     spawn_detached(Box::new(move || {
         std::thread::sleep(REGISTER_AFTER);
         // One registration per write, the lower first. The kernel notes where usage stands as
@@ -151,7 +165,6 @@ pub fn thresholds(cg: &Cgroup) -> Option<(OwnedFd, u64)> {
             let _ = control.write_all(line.as_bytes());
         }
     }))
-    .then_some((efd, thresholds[0]))
 }
 
 type Job = Box<dyn FnOnce() + Send>;

@@ -69,6 +69,23 @@ impl Watch {
         }
     }
 
+    /// v1: also wake as usage crosses `bytes` (`--pre-oom-stop`'s fraction of the limit), on the
+    /// thresholds' eventfd. A no-op on v2, whose `max` events come at the limit, and where
+    /// [`Watch::warn_near_limit`] registered nothing. Whether thresholds wake at all.
+    pub fn warn_also_at(&mut self, cg: &Cgroup, bytes: u64) -> bool {
+        let Some((fd, lowest, _)) = &self.thresholds else { return false };
+        // Below half the limit a reading is not kept (see `note_filling`): the half's wake serves.
+        if bytes > *lowest && !v1::threshold_also(cg, fd, bytes) {
+            crate::diag!(1, "no usage threshold at {bytes} bytes: the stop waits for the other wakes");
+        }
+        true
+    }
+
+    /// How many descriptors [`Watch::fds`] gives.
+    pub fn fd_count(&self) -> usize {
+        1 + usize::from(self.thresholds.is_some())
+    }
+
     /// The descriptors to wake on, in a fixed order: [`Watch::wake`] takes the position.
     pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
         let thresholds = self.thresholds.iter().map(|(fd, _, _)| fd.as_fd());

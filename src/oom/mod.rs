@@ -10,6 +10,7 @@
 
 pub mod failfast;
 pub mod headroom;
+pub mod prestop;
 
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
@@ -17,13 +18,15 @@ use std::time::{Duration, Instant};
 use nix::libc::pid_t;
 
 use self::headroom::{Headroom, Listing, Snapshot};
+use self::prestop::PreOomStop;
 use crate::cgroup::{Breakdown, Cgroup, CgroupError, Counters, Memory, Wake, Watch};
 use crate::diag;
 use crate::emit::{self, Emitter};
 use crate::host::{Host, HostMemory};
 use crate::reap::Status;
 use crate::record::{
-    ArgvShown, AtKill, Holder, LimitEvent, MemoryInfo, OomEvent, Read, Victim, TERMINATION_LOG_MAX,
+    ArgvShown, AtKill, Holder, LimitEvent, MemoryInfo, OomEvent, PreOomStopEvent, Read, Victim,
+    TERMINATION_LOG_MAX,
 };
 use crate::sink::Sink;
 use crate::supervise::{Action, Watcher};
@@ -82,6 +85,8 @@ pub struct OomWatch<'a> {
     listings: Option<Listings>,
     /// The host's memory, read at kills: whose limit it was (`scope`).
     host: Host,
+    /// `--pre-oom-stop`.
+    pre_oom: Option<Box<prestop::State>>,
 }
 
 /// Where the cgroup gives no notification (v1 behind a read-only cgroupfs), nothing says when
@@ -178,6 +183,8 @@ pub struct Observed {
     pub at_kill: AtKill,
     /// Handed back for the exit record.
     pub termlog: TerminationLog,
+    /// The signal `--pre-oom-stop` sent, if it did.
+    pub pre_oom_stop: Option<prestop::Sent>,
 }
 
 impl<'a> OomWatch<'a> {
@@ -247,6 +254,7 @@ impl<'a> OomWatch<'a> {
             stop_asked: false,
             listings,
             host: Host::open(),
+            pre_oom: None,
         };
         // A dry run with every field as long as it can be, to warm the serializer and its buffer
         // (made up: the cgroup's own figures would cost another read of memory.stat at start).
@@ -284,6 +292,47 @@ impl<'a> OomWatch<'a> {
     /// loop with [`Action::StopMain`].
     pub fn stop_main_on_leaf_oom(&mut self) {
         self.stop_on_leaf = true;
+    }
+
+    /// `--pre-oom-stop`: signal the main process once, as memory the kernel cannot reclaim fills
+    /// the fraction of the limit. On v1 a usage threshold at that fraction is the wake for it.
+    pub fn stop_before_oom(&mut self, cfg: PreOomStop) {
+        let mut sample = false;
+        if let (Ok(cg), Some(w)) = (&self.cgroup, &mut self.watch) {
+            if let Some(limit) = cg.memory().limit_bytes {
+                sample = w.warn_also_at(cg, cfg.fraction.of(limit));
+            }
+        }
+        self.pre_oom = Some(Box::new(prestop::State::new(cfg, sample)));
+    }
+
+    /// At a reading kept (`kept`: what filled the cgroup, and its figures): whether to signal the
+    /// main process now (`--pre-oom-stop`). First the live record of a signal sent earlier, if
+    /// there was no room to write it then.
+    fn pre_oom_stop(&mut self, kept: Option<(Breakdown, Memory)>) -> Option<Action> {
+        self.write_pre_oom_stop();
+        let p = self.pre_oom.as_mut()?;
+        if let Some((b, m)) = kept {
+            if let Some(signal) = p.at_reading(b, m.limit_bytes, self.reported, self.stop_asked) {
+                return Some(Action::SignalMain(signal));
+            }
+        }
+        p.sample(kept, self.stop_asked);
+        None
+    }
+
+    /// The live record of the `--pre-oom-stop` signal, once, where a write fits below the limit.
+    fn write_pre_oom_stop(&mut self) {
+        let Some(sent) = self.pre_oom.as_deref().and_then(prestop::State::unwritten) else { return };
+        let cgroup = &self.cgroup;
+        if !self.headroom.room_to_write(|| memory(cgroup)) {
+            return;
+        }
+        let event = PreOomStopEvent::new(&sent, self.memory_info());
+        self.emitter.emit(&event);
+        if let Some(p) = &mut self.pre_oom {
+            p.written();
+        }
     }
 
     /// After a read that found new kills (`rose`): whether to stop the main process
@@ -344,12 +393,15 @@ impl<'a> OomWatch<'a> {
     /// was still the victims'). Seen without these: on the VM's one CPU a kill and its reaping
     /// fitted between the wake's counter read and this one; under Docker (v1) a reading at an OOM
     /// notification held 2 MiB of a 32 MiB limit and no kill counted yet.
-    fn note_filling(&mut self) {
-        let Some(b) = self.breakdown() else { return };
-        let limit = self.memory().limit_bytes;
+    /// Returns the reading kept, and the cgroup's figures read with it.
+    fn note_filling(&mut self) -> Option<(Breakdown, Memory)> {
+        let b = self.breakdown()?;
+        let m = self.memory();
+        let limit = m.limit_bytes;
         let full = limit.map_or(true, |limit| b.total() >= limit / 2);
-        let Some(delta) = self.delta().filter(|d| full && d.kills() == self.reported) else { return };
+        let delta = self.delta().filter(|d| full && d.kills() == self.reported)?;
         self.filling = Some((b, Instant::now()));
+        let kept = Some((b, m));
         // The pre-mortem as often as readings are kept (a few times per OOM on v1, every 100 ms at
         // most on v2); the early warning once per interval, and only for memory the kernel
         // cannot reclaim (page cache at the limit is normal).
@@ -358,12 +410,12 @@ impl<'a> OomWatch<'a> {
                 && self.warned_at.map_or(true, |at| at.elapsed() >= every)
         });
         if !warn && !self.termlog.is_open() {
-            return;
+            return kept;
         }
         let cgroup = &self.cgroup;
         if !self.headroom.room_to_write(|| memory(cgroup)) {
             // The next reading tries again: a write now could be the charge that starts the OOM.
-            return;
+            return kept;
         }
         let mut largest = std::mem::take(&mut self.premortem_largest);
         self.victims.largest(LARGEST, &mut largest);
@@ -374,6 +426,7 @@ impl<'a> OomWatch<'a> {
         }
         self.write_premortem(event);
         self.premortem_largest = largest;
+        kept
     }
 
     /// `--limit-events`: an early warning in the record stream (a `limit` record) when memory the
@@ -451,6 +504,14 @@ impl<'a> OomWatch<'a> {
         }
     }
 
+    /// `--pre-oom-stop` on v1: a reading between the wakes, while usage is past the threshold
+    /// and page cache holds the rest ([`prestop::resample`]).
+    fn on_sample(&mut self) -> Option<Action> {
+        self.pre_oom.as_ref()?.sampled();
+        let kept = self.note_filling();
+        self.pre_oom_stop(kept)
+    }
+
     /// A followed process exited (deaths are watched): look at it while its zombie still names
     /// it, re-read the counters, and list again shortly.
     fn on_death(&mut self) -> Option<Action> {
@@ -505,6 +566,8 @@ impl<'a> OomWatch<'a> {
         self.headroom.reported(self.victims.certain() >= kills);
         self.reported = kills;
         self.victims.largest(LARGEST, &mut self.at_kill.largest);
+        // A signal sent before the kill is said before it.
+        self.write_pre_oom_stop();
         let event = OomEvent::new(&delta, self.victims.latest(), &self.at_kill, self.memory_info());
         self.emitter.emit(&event);
         (Some(delta), true)
@@ -536,6 +599,7 @@ impl<'a> OomWatch<'a> {
         if delta.kills() > 0 {
             headroom::wait_for_room(|| self.memory());
         }
+        self.write_pre_oom_stop();
         let memory = self.memory_info();
         let (certain, main_named) = (self.victims.certain(), self.victims.main_named());
         let (victims, victims_omitted) = self.victims.into_kept();
@@ -548,6 +612,7 @@ impl<'a> OomWatch<'a> {
             main_named,
             at_kill: self.at_kill,
             termlog: self.termlog,
+            pre_oom_stop: self.pre_oom.as_deref().and_then(prestop::State::outcome),
         }
     }
 }
@@ -556,6 +621,9 @@ impl Watcher for OomWatch<'_> {
     fn fds(&self) -> Vec<BorrowedFd<'_>> {
         let mut fds = self.watch.as_ref().map(Watch::fds).unwrap_or_default();
         fds.extend(self.victims.deaths_fd());
+        // Only beside a watch (v1's thresholds), never beside deaths: it comes right after the
+        // watch's own.
+        fds.extend(self.pre_oom.as_deref().and_then(prestop::State::timer_fd));
         fds
     }
 
@@ -569,6 +637,9 @@ impl Watcher for OomWatch<'_> {
         // descriptor.
         if self.watch.is_none() {
             return self.on_death();
+        }
+        if self.watch.as_ref().is_some_and(|w| which == w.fd_count()) {
+            return self.on_sample();
         }
         // Every wake here means the cgroup is at or near its limit: the moment to note who is in
         // it and how big, before anyone is killed.
@@ -607,7 +678,8 @@ impl Watcher for OomWatch<'_> {
         // v2's events come in hundreds.
         let due = self.filling.map_or(true, |(_, at)| at.elapsed() >= FILLING_EVERY);
         if due || wake != Wake::Events {
-            self.note_filling();
+            let kept = self.note_filling();
+            return self.pre_oom_stop(kept);
         }
         None
     }
@@ -644,6 +716,13 @@ impl Watcher for OomWatch<'_> {
     fn look_before_reap(&mut self) -> bool {
         let Ok(cg) = &self.cgroup else { return false };
         cg.counters().is_ok_and(|now| now.since(&self.baseline).kills() > self.reported)
+    }
+
+    fn main_signalled(&mut self) {
+        if let Some(p) = &mut self.pre_oom {
+            p.sent();
+        }
+        self.write_pre_oom_stop();
     }
 
     /// A child about to be reaped: its zombie's stat still has its name. Opening one never

@@ -515,6 +515,32 @@ def s_leaf_exit_orphan(img):
     return leaf_exit(img, "leaf_exit_orphan", "(sh -c 'echo leaf $$; exec /memhog 128' &); sleep 2")
 
 
+def s_pre_oom_stop_rw(img):
+    """--pre-oom-stop (here from OOMINIT_PRE_OOM_STOP): a heap growing 1 MiB every 40 ms; at 0.9
+    of the limit in memory the kernel cannot reclaim, main gets SIGTERM once, stops its worker and
+    exits 0 before any kill: Docker says OOMKilled false, ExitCode 0, the record clean with
+    pre_oom_stop. The cgroupfs writable: behind Docker's read-only v1 mount oominit gets no wake
+    near the limit (no registration), and nothing is sent."""
+    script = (f"stop() {{ echo main got TERM; kill $hog; wait $hog; {OOM_CONTROL}; exit 0; }}; trap stop TERM; "
+              f"/memhog 64 0 0 40 & hog=$!; wait $hog; echo main woke; {OOM_CONTROL}")
+    o = run("pre_oom_stop_rw", img["scratch"], ["/bin/sh", "-c", script],
+            opts=["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "-e", "OOMINIT_PRE_OOM_STOP=on"])
+    validate(o)
+    rec = o.rec
+    expect("main got TERM" in o.stdout and "main woke" not in o.stdout, "main never saw SIGTERM before the kill")
+    expect(o.oomkilled is False and o.exit == 0, f"docker says OOMKilled={o.oomkilled} ExitCode={o.exit}")
+    expect(rec["verdict"] == "clean" and rec["exit_code"] == 0, f"verdict {rec['verdict']} exit_code {rec['exit_code']}")
+    check_counts(o, rec)
+    stop = rec.get("pre_oom_stop") or {}
+    expect(stop.get("signal") == "SIGTERM" and stop.get("kills_after") == 0, f"pre_oom_stop {stop}")
+    expect(stop["unreclaimable_bytes"] >= stop["threshold_bytes"] == (32 << 20) * 9 // 10, f"pre_oom_stop {stop}")
+    live = [r for r in o.records if r["event"] == "pre_oom_stop"]
+    expect(len(live) == 1 and live[0]["time"] == stop["at"], f"live pre_oom_stop records: {live}")
+    expect(not o.events, "an oom event")
+    return o, (f"SIGTERM at {stop['unreclaimable_bytes'] >> 10} KiB unreclaimable of {stop['limit_bytes'] >> 20} MiB, "
+               f"main exit 0, ExitCode 0, OOMKilled false, oom_kill {o.kernel_kills}; watch {rec['memory']['watch']}")
+
+
 def s_restart(img):
     cname = start("restart", img["scratch"], ["/memhog", "128"], opts=["--restart", "on-failure:2"])
     deadline = time.time() + 90
@@ -597,7 +623,7 @@ def s_debian_python_pool(img, rw=False):
 
 SCRATCH = [s_leaf, s_strict, s_strict_env, s_main_oom, s_stop, s_stop_after_a_kill, s_read_only, s_user, s_init,
            s_termination_log, s_cgroup_rw, s_uid_rw, s_uid_rw_reaped, s_orphan, s_restart, s_leaf_exit_rw,
-           s_leaf_exit_orphan]
+           s_leaf_exit_orphan, s_pre_oom_stop_rw]
 def s_debian_python_pool_rw(img):
     return s_debian_python_pool(img, rw=True)
 

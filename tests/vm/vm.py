@@ -830,12 +830,19 @@ NO_DISK = "needs a disk-backed file; the VM's only filesystems keep files in mem
 # about 1 run of 4. Open defects (issue 12); the same tests run on the host on every CI run.
 ONE_CPU_612 = "on 6.12's one TCG CPU, oominit runs too late to follow the hogs: fails 2-4 tests per run"
 ONE_CPU_UID = "on the VM's one TCG CPU the hog is missed in about 1 run of 4; runs on the host"
+# v2 gives no wake below the limit: --pre-oom-stop's first reading is at the first `max` event,
+# and in the VM nothing is reclaimable there (no disk-backed page cache), so the kill follows in
+# milliseconds and the signal races it. Run on the host (v1, a threshold at the fraction).
+V2_NO_WAKE_BELOW = "v2 wakes only at the limit, where the VM has nothing to reclaim: the signal races the kill"
 TESTS = [
     # A cgroup of its own: the tests move into a leaf of it and enable memory for its children.
     HostTests("v2_tests_oom", "oom", not_on={"6.12": ONE_CPU_612},
               skip={"page_cache_alone_is_no_oom": NO_DISK,
                     "memory_the_kernel_cannot_reclaim_at_the_limit_is_warned_of_once": NO_DISK,
-                    "a_victim_under_another_uid_is_named_without_the_right_to_ptrace_it": ONE_CPU_UID},
+                    "a_victim_under_another_uid_is_named_without_the_right_to_ptrace_it": ONE_CPU_UID,
+                    "pre_oom_stop_never_fires_on_page_cache": NO_DISK,
+                    "pre_oom_stop_lets_main_exit_cleanly_before_any_kill": V2_NO_WAKE_BELOW,
+                    "pre_oom_stop_sends_one_signal_and_leaves_the_rest_to_the_kernel": V2_NO_WAKE_BELOW},
               check=both(libtest, layout(["memory"], [r"oominit-tests-\d+/"], []))),
     HostTests("v2_tests_core", "core", skip={"child_gets_the_terminal_foreground": NO_TTY},
               check=both(libtest, layout([], [], []))),
