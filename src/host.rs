@@ -49,8 +49,8 @@ impl Host {
     /// Open and read both files once, and take the first baseline.
     pub fn open() -> Host {
         let mut h = Host {
-            vmstat: File::open("/proc/vmstat").ok(),
-            meminfo: File::open("/proc/meminfo").ok(),
+            vmstat: crate::open::read_only("/proc/vmstat").ok(),
+            meminfo: crate::open::read_only("/proc/meminfo").ok(),
             buf: vec![0; VMSTAT_BYTES],
             baseline: None,
         };

@@ -17,6 +17,7 @@ pub mod error;
 pub mod host;
 pub mod oom;
 pub mod oomscore;
+pub mod open;
 pub mod pidfd;
 pub mod procfs;
 pub mod reap;
@@ -136,6 +137,8 @@ fn run(cfg: &Config) -> Result<i32, Error> {
     if termlog.write(record.compact().as_bytes()) {
         diag!(2, "exit record written to the termination log");
     }
+    // Left to the process's exit, which follows (see OomWatch::finish).
+    std::mem::forget((lp, sink, termlog));
     Ok(record.exit_code)
 }
 

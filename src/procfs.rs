@@ -109,6 +109,12 @@ pub fn shared_sigkill(status: &str) -> Option<bool> {
     Some(u64::from_str_radix(low, 16).ok()? & SIGKILL_BIT != 0)
 }
 
+/// The `SigIgn` mask of a `/proc/PID/status` text: bit N-1 for signal N ignored.
+pub fn signals_ignored(status: &str) -> Option<u64> {
+    let line = status.split('\n').find_map(|l| l.strip_prefix("SigIgn:"))?.trim();
+    u64::from_str_radix(line, 16).ok()
+}
+
 /// Every live descendant of `root`, children before grandchildren; an error when /proc cannot be
 /// read at all (not mounted, or no descriptor left). Processes that come and go during the walk
 /// are skipped: the caller sweeps again on the next SIGCHLD.
@@ -145,6 +151,20 @@ pub fn descendants(root: pid_t) -> std::io::Result<Vec<pid_t>> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_ignored_signals_are_read_from_sigign() {
+        // /proc/self/status of a shell with SIGPIPE and SIGINT ignored (6.18), its signal lines.
+        let status = "Name:\tsh\nSigQ:\t0/95705\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000001002\nSigCgt:\t0000000000010000\n";
+        assert_eq!(
+            signals_ignored(status),
+            Some((1 << (nix::libc::SIGPIPE - 1)) | (1 << (nix::libc::SIGINT - 1)))
+        );
+        assert_eq!(signals_ignored("SigIgn:\tffffffffffffffff\n"), Some(u64::MAX));
+        for bad in ["", "SigIgn:", "SigIgn:\tzz\n", "SigIgn:\t10000000000000000\n", "Name:\tsh\n"] {
+            assert_eq!(signals_ignored(bad), None, "{bad:?}");
+        }
+    }
     use super::*;
 
     #[test]

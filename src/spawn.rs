@@ -53,6 +53,7 @@ pub fn spawn(argv: &[OsString]) -> Result<libc::pid_t, SpawnError> {
     let mut ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
     let mut script = Script::new(&args);
+    let ignored = signals_ignored();
 
     // The exec error travels back through the pipe. Without a descriptor for it (a tiny
     // `ulimit -n`), the command still runs, and an exec failure is told by its exit code alone.
@@ -72,7 +73,7 @@ pub fn spawn(argv: &[OsString]) -> Result<libc::pid_t, SpawnError> {
             if let Some((rd, _)) = pipe {
                 libc::close(rd);
             }
-            child_setup();
+            child_setup(ignored);
             libc::execvp(ptrs[0], ptrs.as_ptr());
             let mut errno = Errno::last_raw();
             if errno == libc::ENOEXEC {
@@ -174,9 +175,22 @@ impl Script {
     }
 }
 
+/// The signals oominit ignores (`SigIgn` of its /proc status: Rust's runtime ignores SIGPIPE, a
+/// parent may have ignored others), to be set back to their defaults in the child; every signal
+/// where /proc cannot say. One read in oominit before the fork, instead of 62 system calls in the
+/// child between its fork and its exec, where the command waits for them.
+fn signals_ignored() -> u64 {
+    use std::os::unix::fs::FileExt;
+    // On the heap: a small RLIMIT_STACK leaves PID 1 little room (tests/core.rs).
+    let mut buf = vec![0u8; 4096];
+    let read = crate::open::read_only("/proc/self/status").and_then(|f| f.read_at(&mut buf, 0));
+    let text = read.ok().and_then(|n| std::str::from_utf8(buf.get(..n)?).ok());
+    text.and_then(crate::procfs::signals_ignored).unwrap_or(u64::MAX)
+}
+
 /// Runs in the child between fork and exec. Errors here are deliberately ignored: each step is a
 /// nicety that must not stop the command from running.
-unsafe fn child_setup() {
+unsafe fn child_setup(ignored: u64) {
     // Own process group, so `-g` and the terminal's job control address it and its children.
     libc::setpgid(0, 0);
     // Take the terminal's foreground so the shell or REPL we run can read and get ^C. The kernel
@@ -185,13 +199,13 @@ unsafe fn child_setup() {
     if libc::isatty(libc::STDIN_FILENO) == 1 {
         libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpgrp());
     }
-    // Default dispositions: Rust's runtime ignores SIGPIPE, a parent may have ignored others, and
-    // an ignored disposition survives exec. Raw rt_sigaction because glibc's wrappers refuse 32
+    // Default dispositions for those ignored (`ignored`): an ignored disposition survives exec;
+    // handled ones are reset by exec itself. Raw rt_sigaction because glibc's wrappers refuse 32
     // and 33 (its internal signals), which a parent can still leave ignored. An all-zero kernel
     // sigaction is SIG_DFL, no flags, empty mask, whatever the arch's layout.
     let dfl = [0usize; 5];
     for sig in 1..=64 {
-        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+        if ignored & (1u64 << (sig - 1)) != 0 && sig != libc::SIGKILL && sig != libc::SIGSTOP {
             libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), std::ptr::null_mut::<usize>(), 8usize);
         }
     }

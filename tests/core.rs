@@ -159,6 +159,17 @@ impl Drop for Probe {
 }
 
 #[test]
+fn signals_a_parent_left_ignored_are_not_ignored_by_the_command() {
+    // A shell that ignores INT, QUIT and USR1 starts oominit; the command gets their defaults.
+    let script = format!(
+        "trap '' INT QUIT USR1; exec {} -- grep -E '^SigIgn:' /proc/self/status",
+        oominit().display()
+    );
+    let out = run_cmd(Command::new("sh").args(["-c", &script]));
+    assert_eq!(stdout(&out), "SigIgn:\t0000000000000000\n", "{}", stderr(&out));
+}
+
+#[test]
 fn child_starts_clean() {
     // The test harness is a Rust program: it hands oominit an ignored SIGPIPE. grep, a C program
     // that changes nothing, shows what the kernel gave it.

@@ -143,7 +143,7 @@ impl Memory {
 fn read_proc(path: &str) -> Result<String, CgroupError> {
     use std::io::Read;
     let mut text = String::with_capacity(16 * 1024);
-    fs::File::open(path)
+    crate::open::read_only(path)
         .and_then(|mut f| f.read_to_string(&mut text))
         .map_err(|e| CgroupError::io("reading", path, e))?;
     Ok(text)
@@ -168,7 +168,7 @@ impl Cgroup {
             Version::V2 => (v2::EVENTS, v2::COUNTERS),
         };
         let path = dir.join(counters);
-        let first = fs::File::open(&path).map_err(|e| CgroupError::io("opening", path, e))?;
+        let first = crate::open::read_only(&path).map_err(|e| CgroupError::io("opening", path, e))?;
         let mut cg = Cgroup { version, dir, files: vec![(counters, first)], stat_buf: Vec::new() };
         cg.open_optional(more);
         Ok(cg)
@@ -188,8 +188,9 @@ impl Cgroup {
 
     fn open_optional(&mut self, names: &[&'static str]) {
         let dir = &self.dir;
-        self.files
-            .extend(names.iter().filter_map(|&name| fs::File::open(dir.join(name)).ok().map(|f| (name, f))));
+        self.files.extend(
+            names.iter().filter_map(|&name| crate::open::read_only(dir.join(name)).ok().map(|f| (name, f))),
+        );
     }
 
     fn file(&self, name: &str) -> PathBuf {

@@ -98,7 +98,7 @@ pub fn recheck_delay(done: u32) -> Option<Duration> {
 /// How long the thresholds' helper waits before it registers anything: long enough for a short
 /// command (`/bin/true`: 2 ms) to end first, short enough for the early listing (a workload
 /// that fills its limit in 30 ms was named exactly 98-100 times in 100 with 5 ms, 40 with 20).
-pub const REGISTER_AFTER: Duration = Duration::from_millis(5);
+pub const REGISTER_AFTER: Duration = Duration::from_millis(2);
 
 /// Usage crossing half and three quarters of the limit, either way: the moments to see who is
 /// in the cgroup and how big, well before a kill (the OOM notification comes as the kill is
@@ -137,8 +137,8 @@ pub fn threshold_also(cg: &Cgroup, efd: &OwnedFd, at: u64) -> bool {
 fn register_thresholds(cg: &Cgroup, efd: &OwnedFd, limit: u64, thresholds: &[u64]) -> bool {
     // The helper's own descriptor of the eventfd: it may outlive the event loop's.
     let Ok(poke) = efd.try_clone() else { return false };
-    let Ok(usage) = fs::File::open(cg.file("memory.usage_in_bytes")) else { return false };
-    let Ok(mut control) = OpenOptions::new().write(true).open(cg.file("cgroup.event_control")) else {
+    let Ok(usage) = crate::open::read_only(cg.file("memory.usage_in_bytes")) else { return false };
+    let Ok(mut control) = crate::open::write_only(cg.file("cgroup.event_control")) else {
         return false;
     };
     let lines: Vec<(u64, String)> =
@@ -206,7 +206,8 @@ fn eventfd() -> Result<OwnedFd, CgroupError> {
 
 fn register(cg: &Cgroup, name: &str, args: &str) -> Result<(OwnedFd, fs::File), CgroupError> {
     let efd = eventfd()?;
-    let file = fs::File::open(cg.file(name)).map_err(|e| CgroupError::io("opening", cg.file(name), e))?;
+    let file =
+        crate::open::read_only(cg.file(name)).map_err(|e| CgroupError::io("opening", cg.file(name), e))?;
     let line = format!("{} {}{args}", efd.as_raw_fd(), file.as_raw_fd());
     OpenOptions::new()
         .write(true)

@@ -206,9 +206,12 @@ impl Victims {
         self.named.latest()
     }
 
-    /// Those kept of everyone named, and how many were left out.
+    /// Those kept of everyone named, and how many were left out. What was followed is left to
+    /// the process's exit (see [`OomWatch::finish`](crate::oom::OomWatch::finish)).
     pub fn into_kept(self) -> (Vec<Victim>, u64) {
-        self.named.kept()
+        let Victims { tracker, named, .. } = self;
+        std::mem::forget(tracker);
+        named.kept()
     }
 }
 

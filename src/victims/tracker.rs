@@ -130,7 +130,7 @@ impl Tracker {
         // SAFETY: sysconf and getpid have no preconditions.
         let page_size = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
         let mut t = Tracker {
-            procs: procs.as_ref().and_then(|p| File::open(p).ok()),
+            procs: procs.as_ref().and_then(|p| crate::open::read_only(p).ok()),
             reopen: procs.filter(|_| reopen),
             entries: Vec::new(),
             me: std::process::id() as pid_t,
@@ -238,7 +238,7 @@ impl Tracker {
         if self.entries.len() >= MAX_ENTRIES || !may_open() {
             return;
         }
-        let Ok(stat) = File::open(format!("/proc/{pid}/stat")) else { return };
+        let Ok(stat) = crate::open::read_only(format!("/proc/{pid}/stat")) else { return };
         let mut t = Tracked::new(pid, self.main == Some(pid), Some(stat), None);
         t.look(self.page_size, reads);
         t.stat = None;
@@ -274,7 +274,7 @@ impl Tracker {
     /// `cgroup.procs` into `buf` (reopened first on v1; see `reopen`).
     fn read_procs(&mut self) {
         if let Some(path) = &self.reopen {
-            self.procs = File::open(path).ok();
+            self.procs = crate::open::read_only(path).ok();
         }
         self.buf.clear();
         let Some(procs) = &self.procs else { return };
@@ -310,7 +310,7 @@ impl Tracker {
         if self.entries.len() >= MAX_ENTRIES || held >= self.fd_budget {
             return false;
         }
-        let Ok(stat) = File::open(format!("/proc/{pid}/stat")) else { return false };
+        let Ok(stat) = crate::open::read_only(format!("/proc/{pid}/stat")) else { return false };
         let mut t = Tracked::new(pid, main, Some(stat), None);
         // Its name before its argv, and again after: a process listed between fork and exec
         // (a shell's child, say) could have its argv read before the exec and its name after;
@@ -497,7 +497,7 @@ impl Tracked {
     /// Open its status and read it once: the kernel allocates the file's buffer at the first
     /// read, charged to the cgroup, and keeps it for the later reads. Whether it is held.
     fn hold_status(&mut self) -> bool {
-        self.status = File::open(format!("/proc/{}/status", self.pid)).ok();
+        self.status = crate::open::read_only(format!("/proc/{}/status", self.pid)).ok();
         self.shared_sigkill();
         self.status.is_some()
     }
@@ -580,7 +580,9 @@ pub fn fate(s: &Stat<'_>, hidden: bool, shared_sigkill: Option<bool>) -> Fate {
 /// allocating either).
 fn oom_score_adj(pid: pid_t) -> Option<i16> {
     let mut buf = [0u8; 16];
-    let n = File::open(format!("/proc/{pid}/oom_score_adj")).and_then(|f| f.read_at(&mut buf, 0)).ok()?;
+    let n = crate::open::read_only(format!("/proc/{pid}/oom_score_adj"))
+        .and_then(|f| f.read_at(&mut buf, 0))
+        .ok()?;
     std::str::from_utf8(buf.get(..n)?).ok()?.trim().parse().ok()
 }
 
@@ -595,7 +597,8 @@ fn cmdline(pid: pid_t, buf: &mut Vec<u8>, shown: ArgvShown) -> Vec<String> {
     if buf.len() < CMDLINE_BYTES {
         buf.resize(CMDLINE_BYTES, 0);
     }
-    let n = File::open(format!("/proc/{pid}/cmdline")).and_then(|f| f.read_at(buf, 0)).unwrap_or(0);
+    let n =
+        crate::open::read_only(format!("/proc/{pid}/cmdline")).and_then(|f| f.read_at(buf, 0)).unwrap_or(0);
     // Each argument ends in a NUL; a full buffer may end mid-argument.
     let text = buf[..n].strip_suffix(&[0]).unwrap_or(&buf[..n]);
     if text.is_empty() {
