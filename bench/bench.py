@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 
+import at_limit
 import limited
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -316,6 +317,14 @@ def main():
         print(f"  {place:34} oominit {got['oominit']:9.1f}  tini-static {got['tini-static']:9.1f}  ratio {ratio:.3f}  <= 1.0: {verdict}")
         if ratio > 1.0:
             missed.append(f"start-and-exit, {place} ({ratio:.3f})")
+    print("\nat the limit on cgroup v2, the VM (bench/at_limit.py: memory.high events while a loop allocates):")
+    r = at_limit.measure(a.oominit, 30)
+    if isinstance(r, str):
+        print(f"  {r}")
+    else:
+        print(f"  {r['events']} high/max events in {r['seconds']} s, oominit woke {r['wakes']} times: oominit "
+              f"{r['oominit_ms']:.0f} ms of CPU ({100 * r['share_of_cpu']:.2f}% of one CPU), the workload "
+              f"{r['workload_ms']:.0f} ms; OOM kills {r['kills']}")
     print(f"\nrounds={a.rounds} calls/round={a.calls} idle={a.idle_seconds}s zombies={a.zombies} signals={a.signals} "
           f"kernel={os.uname().release} cpus={os.cpu_count()}")
     print("dumb-init is Debian's dynamically linked build: its size excludes glibc, its RSS includes shared pages.")
