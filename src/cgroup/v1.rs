@@ -95,8 +95,8 @@ pub fn recheck_delay(done: u32) -> Option<Duration> {
     (done < RECHECKS).then(|| FIRST_RECHECK * (1 << done))
 }
 
-/// How long the thresholds' helper waits before it registers anything: long enough for a short
-/// command (`/bin/true`: 2 ms) to end first, short enough for the early listing (a workload
+/// How long after start the thresholds are registered: long enough for a short command
+/// (`/bin/true`: 2 ms) to end first, short enough for the early listing (a workload
 /// that fills its limit in 30 ms was named exactly 98-100 times in 100 with 5 ms, 40 with 20).
 pub const REGISTER_AFTER: Duration = Duration::from_millis(2);
 
@@ -118,33 +118,42 @@ pub const REGISTER_AFTER: Duration = Duration::from_millis(2);
 /// Not at once: a process cannot exit while one of its threads is in a system call, and PID 1's
 /// exit waits for every process of its namespace, so a short command's exit waited for the grace
 /// periods (`oominit -- /bin/true` under a v1 limit: 28 ms, 7.7 times tini's start-and-exit).
-/// The helper first sleeps [`REGISTER_AFTER`]: a sleep ends at once when the process exits. A
-/// command that has passed a threshold by then is announced when the helper wakes.
-pub fn thresholds(cg: &Cgroup) -> Option<(OwnedFd, u64)> {
+/// So the registration is only prepared here, and made on a helper thread by
+/// [`Registration::start`], which the watch calls [`REGISTER_AFTER`] after start: a command
+/// that is gone by then costs no thread at all. One that has passed a threshold by then is
+/// announced when the helper runs.
+pub fn thresholds(cg: &Cgroup) -> Option<(OwnedFd, u64, Registration)> {
     let limit = memory(cg).limit_bytes?;
     let thresholds = [limit / 2, limit / 4 * 3];
     let efd = eventfd().ok()?;
-    register_thresholds(cg, &efd, limit, &thresholds).then_some((efd, thresholds[0]))
+    let registration = prepare(cg, &efd, limit, &thresholds)?;
+    Some((efd, thresholds[0], registration))
 }
 
-/// One more threshold on the eventfd of [`thresholds`], registered the same way; false if it
-/// could not be set up.
-pub fn threshold_also(cg: &Cgroup, efd: &OwnedFd, at: u64) -> bool {
-    memory(cg).limit_bytes.is_some_and(|limit| register_thresholds(cg, efd, limit, &[at]))
+/// One more threshold on the eventfd of [`thresholds`], prepared the same way.
+pub fn threshold_also(cg: &Cgroup, efd: &OwnedFd, at: u64) -> Option<Registration> {
+    prepare(cg, efd, memory(cg).limit_bytes?, &[at])
 }
 
-/// Register `thresholds` (ascending) on `efd` from a helper thread; false if none could be made.
-fn register_thresholds(cg: &Cgroup, efd: &OwnedFd, limit: u64, thresholds: &[u64]) -> bool {
+/// Registrations prepared (files open, lines written), not made yet.
+pub struct Registration(Job);
+
+impl Registration {
+    /// Make them, in order, on one detached helper thread; false if none could be made.
+    pub fn start(all: Vec<Registration>) -> bool {
+        spawn_detached(Box::new(move || all.into_iter().for_each(|r| (r.0)())))
+    }
+}
+
+/// The registration of `thresholds` (ascending) on `efd`; None if it cannot be prepared.
+fn prepare(cg: &Cgroup, efd: &OwnedFd, limit: u64, thresholds: &[u64]) -> Option<Registration> {
     // The helper's own descriptor of the eventfd: it may outlive the event loop's.
-    let Ok(poke) = efd.try_clone() else { return false };
-    let Ok(usage) = crate::open::read_only(cg.file("memory.usage_in_bytes")) else { return false };
-    let Ok(mut control) = crate::open::write_only(cg.file("cgroup.event_control")) else {
-        return false;
-    };
+    let poke = efd.try_clone().ok()?;
+    let usage = crate::open::read_only(cg.file("memory.usage_in_bytes")).ok()?;
+    let mut control = crate::open::write_only(cg.file("cgroup.event_control")).ok()?;
     let lines: Vec<(u64, String)> =
         thresholds.iter().map(|t| (*t, format!("{} {} {t}", efd.as_raw_fd(), usage.as_raw_fd()))).collect();
-    spawn_detached(Box::new(move || {
-        std::thread::sleep(REGISTER_AFTER);
+    Some(Registration(Box::new(move || {
         // One registration per write, the lower first. The kernel notes where usage stands as
         // it registers and notifies crossings from there on: a command already past a threshold
         // when the helper runs would never be announced. Then it is announced here.
@@ -165,7 +174,7 @@ fn register_thresholds(cg: &Cgroup, efd: &OwnedFd, limit: u64, thresholds: &[u64
             }
             let _ = control.write_all(line.as_bytes());
         }
-    }))
+    })))
 }
 
 type Job = Box<dyn FnOnce() + Send>;

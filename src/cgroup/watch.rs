@@ -37,6 +37,8 @@ pub struct Watch {
     thresholds: Option<(OwnedFd, u64, u64)>,
     /// v1: re-reads done since the last OOM notification.
     rechecks: u32,
+    /// v1: thresholds prepared, to be registered by [`Watch::start_registrations`].
+    pending: Vec<v1::Registration>,
 }
 
 enum Notify {
@@ -58,14 +60,17 @@ impl Watch {
             }
             Version::V2 => Notify::Inotify(v2::notify(cg)?),
         };
-        Ok(Watch { notify, thresholds: None, rechecks: 0 })
+        Ok(Watch { notify, thresholds: None, rechecks: 0, pending: Vec::new() })
     }
 
     /// v1: also wake as usage nears the limit (v2's `max` events already come through
     /// `memory.events`). Needs a limit; a no-op without one.
     pub fn warn_near_limit(&mut self, cg: &Cgroup) {
         if let Notify::EventFd { .. } = self.notify {
-            self.thresholds = v1::thresholds(cg).map(|(fd, lowest)| (fd, lowest, 0));
+            if let Some((fd, lowest, registration)) = v1::thresholds(cg) {
+                self.thresholds = Some((fd, lowest, 0));
+                self.pending.push(registration);
+            }
         }
     }
 
@@ -75,10 +80,37 @@ impl Watch {
     pub fn warn_also_at(&mut self, cg: &Cgroup, bytes: u64) -> bool {
         let Some((fd, lowest, _)) = &self.thresholds else { return false };
         // Below half the limit a reading is not kept (see `note_filling`): the half's wake serves.
-        if bytes > *lowest && !v1::threshold_also(cg, fd, bytes) {
-            crate::diag!(1, "no usage threshold at {bytes} bytes: the stop waits for the other wakes");
+        if bytes > *lowest {
+            match v1::threshold_also(cg, fd, bytes) {
+                Some(registration) => self.pending.push(registration),
+                None => {
+                    crate::diag!(1, "no usage threshold at {bytes} bytes: the stop waits for the other wakes")
+                }
+            }
         }
         true
+    }
+
+    /// v1: when to register the thresholds prepared ([`v1::REGISTER_AFTER`] from start), if any
+    /// are waiting.
+    pub fn registrations_due(&self) -> Option<Duration> {
+        (!self.pending.is_empty()).then_some(v1::REGISTER_AFTER)
+    }
+
+    /// v1: register the thresholds prepared, on a helper thread; whether any were waiting.
+    pub fn start_registrations(&mut self) -> bool {
+        if self.pending.is_empty() {
+            return false;
+        }
+        if !v1::Registration::start(std::mem::take(&mut self.pending)) {
+            crate::diag!(1, "no thread to register the usage thresholds: their wakes will not come");
+        }
+        true
+    }
+
+    /// v1: re-reads after an OOM notification are under way.
+    pub fn rechecking(&self) -> bool {
+        self.rechecks > 0
     }
 
     /// How many descriptors [`Watch::fds`] gives.

@@ -576,7 +576,9 @@ impl<'a> OomWatch<'a> {
     /// After a v1 OOM notification (`notified`) or a re-read: when to read again.
     fn recheck(&mut self, notified: bool, rose: bool) -> Option<Action> {
         let watch = self.watch.as_mut()?;
-        Some(Action::WakeAfter(watch.recheck(notified, rose)))
+        // Thresholds still waiting to be registered keep a timer.
+        let next = watch.recheck(notified, rose).or_else(|| watch.registrations_due());
+        Some(Action::WakeAfter(next))
     }
 
     /// The final figures, re-read now that the main process has been reaped. The kernel raises
@@ -633,6 +635,9 @@ impl Watcher for OomWatch<'_> {
     }
 
     fn on_start(&mut self) -> Option<Action> {
+        if let Some(after) = self.watch.as_ref().and_then(Watch::registrations_due) {
+            return Some(Action::WakeAfter(Some(after)));
+        }
         let first = self.listings.as_mut()?.next(Instant::now());
         Some(Action::WakeAfter(first))
     }
@@ -690,6 +695,13 @@ impl Watcher for OomWatch<'_> {
     }
 
     fn on_timer(&mut self) -> Option<Action> {
+        if let Some(w) = &mut self.watch {
+            // v1's thresholds, due now. The timer was theirs alone unless an OOM notification
+            // came first and its re-reads took it over.
+            if w.start_registrations() && !w.rechecking() {
+                return None;
+            }
+        }
         let (_, rose) = self.check();
         if let Some(stop) = self.leaf_stop(rose) {
             return Some(stop);
