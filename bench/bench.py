@@ -189,12 +189,7 @@ def oom_latency(oominit, runs):
                 samples.append((arrival - (killed - offset)) / 1000)
         os.close(kmsg)
     finally:
-        for _ in range(50):
-            try:
-                os.rmdir(cg)
-                break
-            except OSError:
-                time.sleep(0.05)
+        limited.remove_cgroup(cg)
     return samples
 
 

@@ -61,12 +61,17 @@ def on_host(oominit, spawnloop, rounds, calls, read_only):
         p = subprocess.run(cmd, capture_output=True, text=True)
         return parse(p.stdout) or f"not measured: {p.stderr.strip()[-300:]}"
     finally:
-        for _ in range(50):
-            try:
-                os.rmdir(cg)
-                break
-            except OSError:
-                time.sleep(0.05)
+        remove_cgroup(cg)
+
+
+def remove_cgroup(cg):
+    """rmdir, retried for a while: the kernel frees a cgroup some time after its last process."""
+    for _ in range(50):
+        try:
+            os.rmdir(cg)
+            return
+        except OSError:
+            time.sleep(0.05)
 
 
 def in_docker(oominit, spawnloop, rounds, calls):
