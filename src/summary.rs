@@ -5,14 +5,14 @@
 //! 392 KiB); main exited 0 -> exit 137 (--strict)`
 
 use crate::cgroup::Breakdown;
-use crate::record::{ExitRecord, OomInfo, Read, Scope, Verdict};
+use crate::record::{ExitRecord, OomInfo, PreOomStop, Read, Scope, Verdict};
 use crate::signals;
 
-/// The line, or None when nothing was OOM-killed.
+/// The line, or None when nothing was OOM-killed and oominit did not stop main before an OOM.
 pub fn line(r: &ExitRecord) -> Option<String> {
     let o = &r.oom;
     if o.kills == 0 {
-        return None;
+        return r.pre_oom_stop.as_ref().map(|p| format!("{}; {}", pre_oom_stop(p), outcome(r)));
     }
     let whose = match (o.scope, r.memory.limit_bytes) {
         (Some(Scope::Limit), Some(limit)) => format!("at the container's {} limit", size(limit)),
@@ -64,6 +64,15 @@ fn filled(b: &Breakdown, read: Option<Read>) -> String {
 }
 
 /// How main ended and what oominit exits with.
+/// `--pre-oom-stop`: what was sent, and at what.
+fn pre_oom_stop(p: &PreOomStop) -> String {
+    let at = match (p.unreclaimable_bytes, p.limit_bytes) {
+        (Some(u), Some(l)) => format!(" at {} of the {} limit unreclaimable", size(u), size(l)),
+        _ => String::new(),
+    };
+    format!("sent main {}{at}, before any OOM kill (--pre-oom-stop)", p.signal)
+}
+
 fn outcome(r: &ExitRecord) -> String {
     let main = match (r.verdict, r.main.exit_code, r.main.signal) {
         (Verdict::MainOom, ..) => "main was the victim".to_string(),
@@ -179,6 +188,24 @@ mod tests {
         for (r, want) in rows {
             assert_eq!(line(&r).as_deref(), want);
         }
+    }
+
+    #[test]
+    fn a_pre_oom_stop_without_a_kill_says_so() {
+        let mut r = record(Verdict::Clean, Status::Exited(0), 0, false, oom(0, None, vec![], None));
+        assert_eq!(line(&r), None);
+        r.pre_oom_stop = Some(PreOomStop {
+            signal: "SIGTERM".into(),
+            at: "2026-11-29T06:00:00.000Z".into(),
+            unreclaimable_bytes: Some(29 << 20),
+            threshold_bytes: Some(28 << 20),
+            limit_bytes: Some(32 << 20),
+            kills_after: 0,
+        });
+        assert_eq!(
+            line(&r).as_deref(),
+            Some("sent main SIGTERM at 29 MiB of the 32 MiB limit unreclaimable, before any OOM kill (--pre-oom-stop); main exited 0 -> exit 0")
+        );
     }
 
     #[test]

@@ -127,7 +127,7 @@ impl Schedule {
         while let Some(&ms) = self.offsets_ms.get(self.done) {
             match self.from.checked_add(Duration::from_millis(ms)) {
                 Some(due) if due > now => return Some(due),
-                _ => self.done += 1,
+                _ => self.done = self.done.saturating_add(1),
             }
         }
         None
