@@ -213,6 +213,26 @@ impl Cgroup {
         self.read(name, &mut buf).ok().and_then(keyed::single)
     }
 
+    /// Processes killed so far ([`Counters::kills`]), from the counters file alone: one read
+    /// where [`Cgroup::counters`] makes three on v1.
+    pub fn kills(&self) -> Option<u64> {
+        let mut buf = [0u8; 1024];
+        let (name, group) = match self.version {
+            Version::V1 => (v1::OOM_CONTROL, false),
+            Version::V2 => (v2::EVENTS, true),
+        };
+        let text = self.read(name, &mut buf).ok()?;
+        let group_kills = if group { keyed::get(text, "oom_group_kill") } else { None };
+        Some(
+            Counters {
+                oom_kill: keyed::get(text, "oom_kill"),
+                oom_group_kill: group_kills,
+                ..Counters::default()
+            }
+            .kills(),
+        )
+    }
+
     pub fn counters(&self) -> Result<Counters, CgroupError> {
         match self.version {
             Version::V1 => v1::counters(self),
@@ -318,6 +338,18 @@ mod tests {
         );
         assert_eq!(m.free(), Some(32 * MIB - 991232));
         assert!(cg.limit_reached());
+    }
+
+    #[test]
+    fn kills_read_from_the_counters_file_alone() {
+        // A group kill of three (VM, 6.1): the first victim counted twice.
+        let events = "low 0\nhigh 0\nmax 19\noom 1\noom_kill 4\noom_group_kill 1\n";
+        let (_d, cg) = opened(Version::V2, &[("memory.events", events)]);
+        assert_eq!(cg.kills(), Some(3));
+        assert_eq!(cg.kills(), Some(cg.counters().unwrap().kills()));
+        let (_d, cg) =
+            opened(Version::V1, &[("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")]);
+        assert_eq!(cg.kills(), Some(2));
     }
 
     #[test]

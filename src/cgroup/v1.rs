@@ -96,13 +96,14 @@ pub fn recheck_delay(done: u32) -> Option<Duration> {
 }
 
 /// How long after start the thresholds are registered: long enough for a short command
-/// (`/bin/true`: 2 ms) to end first, short enough for the early listing (a workload
-/// that fills its limit in 30 ms was named exactly 98-100 times in 100 with 5 ms, 40 with 20).
+/// (`/bin/true`: under 2 ms) to end first, short enough for the early listing and readings (a
+/// workload that fills 96 MiB in 30 ms was named exactly 98-100 times in 100 with 5 ms, 40 with
+/// 20; one that fills 32 MiB in 6 ms was read only after its kill 1 run in 5 with 5 ms).
 pub const REGISTER_AFTER: Duration = Duration::from_millis(2);
 
 /// Usage crossing half and three quarters of the limit, either way: the moments to see who is
 /// in the cgroup and how big, well before a kill (the OOM notification comes as the kill is
-/// made). Returns one eventfd for both and the lower threshold; None without a limit. The same
+/// made), of `limit`. Returns one eventfd for both and the lower threshold. The same
 /// registration as the OOM notification, with a threshold in bytes after the file.
 ///
 /// Half, not only three quarters: a listing made near the limit is itself a charge that waits in
@@ -122,8 +123,7 @@ pub const REGISTER_AFTER: Duration = Duration::from_millis(2);
 /// [`Registration::start`], which the watch calls [`REGISTER_AFTER`] after start: a command
 /// that is gone by then costs no thread at all. One that has passed a threshold by then is
 /// announced when the helper runs.
-pub fn thresholds(cg: &Cgroup) -> Option<(OwnedFd, u64, Registration)> {
-    let limit = memory(cg).limit_bytes?;
+pub fn thresholds(cg: &Cgroup, limit: u64) -> Option<(OwnedFd, u64, Registration)> {
     let thresholds = [limit / 2, limit / 4 * 3];
     let efd = eventfd().ok()?;
     let registration = prepare(cg, &efd, limit, &thresholds)?;

@@ -63,11 +63,11 @@ impl Watch {
         Ok(Watch { notify, thresholds: None, rechecks: 0, pending: Vec::new() })
     }
 
-    /// v1: also wake as usage nears the limit (v2's `max` events already come through
-    /// `memory.events`). Needs a limit; a no-op without one.
-    pub fn warn_near_limit(&mut self, cg: &Cgroup) {
+    /// v1: also wake as usage nears `limit` (v2's `max` events already come through
+    /// `memory.events`).
+    pub fn warn_near_limit(&mut self, cg: &Cgroup, limit: u64) {
         if let Notify::EventFd { .. } = self.notify {
-            if let Some((fd, lowest, registration)) = v1::thresholds(cg) {
+            if let Some((fd, lowest, registration)) = v1::thresholds(cg, limit) {
                 self.thresholds = Some((fd, lowest, 0));
                 self.pending.push(registration);
             }

@@ -221,12 +221,13 @@ impl<'a> OomWatch<'a> {
                 // After the OOM notification, which must be in place before the command can fill
                 // the cgroup.
                 let mut victims = Victims::new(Some((cg.path(), cg.version)), main, argv, budget);
-                if cg.memory().limit_bytes.is_some() {
+                let limit = cg.memory().limit_bytes;
+                if limit.is_some() {
                     victims.prefault();
                     headroom.hold_reserve();
                 }
-                if let Some(w) = &mut watch {
-                    w.warn_near_limit(cg);
+                if let (Some(w), Some(limit)) = (&mut watch, limit) {
+                    w.warn_near_limit(cg, limit);
                 }
                 victims
             }
@@ -274,14 +275,23 @@ impl<'a> OomWatch<'a> {
         };
         full.largest
             .resize(LARGEST, Holder { pid: i32::MAX, comm: Some("x".repeat(15)), rss_bytes: u64::MAX });
-        let nothing =
-            OomEvent::new(&w.baseline.since(&w.baseline), w.victims.latest(), &full, w.memory_info());
+        let widest = Memory { limit_bytes: most, peak_bytes: most, usage_bytes: most };
+        let nothing = OomEvent::new(
+            &w.baseline.since(&w.baseline),
+            w.victims.latest(),
+            &full,
+            w.memory_info_of(widest),
+        );
         w.emitter.prepare(&nothing);
         if w.termlog.is_open() {
             w.premortem = vec![b' '; 2 * TERMINATION_LOG_MAX];
             if let Some(b) = full.breakdown {
-                let sample =
-                    LimitEvent::new(&w.baseline.since(&w.baseline), b, &full.largest, w.memory_info());
+                let sample = LimitEvent::new(
+                    &w.baseline.since(&w.baseline),
+                    b,
+                    &full.largest,
+                    w.memory_info_of(widest),
+                );
                 let _ = emit::serialize(&mut w.premortem, &sample);
             }
         }
@@ -461,11 +471,16 @@ impl<'a> OomWatch<'a> {
     }
 
     fn memory_info(&self) -> MemoryInfo {
+        self.memory_info_of(self.memory())
+    }
+
+    /// The record's `memory`, with these figures.
+    fn memory_info_of(&self, figures: Memory) -> MemoryInfo {
         match &self.cgroup {
             Ok(cg) => {
                 let without = if self.listings.is_some() { "exits" } else { "reap" };
                 let watch = Some(self.watch.as_ref().map_or(without, Watch::name));
-                MemoryInfo::new(Some((cg.version, cg.path().display().to_string())), cg.memory(), watch)
+                MemoryInfo::new(Some((cg.version, cg.path().display().to_string())), figures, watch)
             }
             Err(why) => {
                 let mut m = MemoryInfo::new(None, Memory::default(), None);
@@ -732,7 +747,7 @@ impl Watcher for OomWatch<'_> {
     /// (5000 orphans reaped: 25 ms of CPU instead of 19).
     fn look_before_reap(&mut self) -> bool {
         let Ok(cg) = &self.cgroup else { return false };
-        cg.counters().is_ok_and(|now| now.since(&self.baseline).kills() > self.reported)
+        cg.kills().is_some_and(|now| now.saturating_sub(self.baseline.kills()) > self.reported)
     }
 
     fn main_signalled(&mut self) {
