@@ -134,7 +134,8 @@ fn run(cfg: &Config) -> Result<i32, Error> {
     }
     Emitter::new(&sink).emit(&record);
     // In place of a pre-mortem oominit wrote there, never of the application's own message.
-    if termlog.write(record.compact().as_bytes()) {
+    // Compacting serializes the record up to a dozen times: only where there is a log to write.
+    if termlog.is_open() && termlog.write(record.compact().as_bytes()) {
         diag!(2, "exit record written to the termination log");
     }
     // Left to the process's exit, which follows (see OomWatch::finish).
