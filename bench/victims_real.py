@@ -614,7 +614,7 @@ def docker_runs(oominit, programs, platforms, runs, results):
 VM_RUN_S = {"stress_ng": 40, "python_pool": 40, "postgres": 150}
 
 
-def vm_runs(oominit, programs, kernel, runs, results):
+def vm_runs(oominit, programs, kernel, runs, results, serial_dir=None):
     """The programs on cgroup v2 in the VM of tests/vm: one boot per program, RUNS runs each."""
     import victims_real_vm as vr
     platform = f"v2-{kernel}"
@@ -632,6 +632,10 @@ def vm_runs(oominit, programs, kernel, runs, results):
 
     for program in programs:
         serial, secs = vr.boot(vmlinux, initrd, [(program, 0, runs)], vr.BOOT_S + runs * VM_RUN_S[program])
+        if serial_dir:
+            os.makedirs(serial_dir, exist_ok=True)
+            with open(os.path.join(serial_dir, f"{platform}-{program}.serial"), "w") as f:
+                f.write(serial)
         parsed = vr.parse(serial)
         done = "@@ DONE" in serial
         uname = re.search(r"@@ UNAME (.*)$", serial, re.M)
@@ -654,7 +658,8 @@ def vm_runs(oominit, programs, kernel, runs, results):
             r = judge(program, platform, i, "/" + name, o, births, vr.kmsg_lines(raw), lost,
                       0.0 if births.skew is not None else None)
             if births.skew is None or abs(births.skew) > 0.005:
-                r["notes"].append(f"the tracer's clock and the kernel log's differ by {births.skew} s")
+                r["notes"].append("the births' times are uncertain: the marks in the tracer and the kernel log are "
+                                  + (f"{1000 * births.skew:.1f} ms apart" if births.skew is not None else "missing"))
             if raw["klost"] is None:
                 r["unknown"].append("no kernel log dump")
             if raw["left"]:
@@ -684,6 +689,7 @@ def main():
                          "v2: cgroup v2 in the VM of tests/vm")
     ap.add_argument("--kernel", choices=KERNELS, action="append", help="the VM's kernels for v2 (default 6.1)")
     ap.add_argument("--json", help="write every run's judgement to this file")
+    ap.add_argument("--serial-dir", help="v2: keep each boot's serial log (records, kernel log, tracer) in this directory")
     ap.add_argument("--poll-ms", type=float, default=1.0, help="the poller's period (default 1 ms); a long "
                     "one shows how the harness counts the runs whose truth it cannot know")
     a = ap.parse_args()
@@ -709,7 +715,7 @@ def main():
         docker_runs(oominit, programs, docker_platforms, a.runs, results)
     if "v2" in platforms:
         for kernel in kernels:
-            vm_runs(oominit, programs, kernel, a.runs, results)
+            vm_runs(oominit, programs, kernel, a.runs, results, a.serial_dir)
     if a.json:
         with open(a.json, "w") as f:
             json.dump([{k: (v if k != "killed" else {str(p): [x[0], x[1] and round(1000 * (x[1] - x[2]), 1)]

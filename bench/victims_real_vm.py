@@ -101,10 +101,11 @@ for item in $(echo "$plan" | tr , ' '); do
     timeout -s KILL 600 sh -c 'echo $$ > "$1/cgroup.procs" && shift && exec /oominit -- "$@"' sh $d /bin/sh /prog/$prog > /tmp/out 2> /tmp/err
     echo "@@ RC $name $? $(cat /proc/uptime)"
     echo "@@ EVENTS $name $(cat $d/memory.events | tr '\n' ' ')"
-    while IFS= read -r l; do echo "@@ OUT $name $l"; done < /tmp/out
-    while IFS= read -r l; do echo "@@ ERR $name $l"; done < /tmp/err
+    # printf, not echo: dash's echo turns a record's \n into a newline.
+    while IFS= read -r l; do printf '@@ OUT %s %s\n' $name "$l"; done < /tmp/out
+    while IFS= read -r l; do printf '@@ ERR %s %s\n' $name "$l"; done < /tmp/err
     python3 /kmsgdump.py /tmp/kseq $name
-    grep -E 'task_newtask|v2real-clock' $T/trace | while IFS= read -r l; do echo "@@ TRACE $name $l"; done
+    grep -E 'task_newtask|v2real-clock' $T/trace | while IFS= read -r l; do printf '@@ TRACE %s %s\n' $name "$l"; done
     echo "@@ LEFT $name $(cat $d/cgroup.procs | tr '\n' ' ')"
     for c in $(find $d -mindepth 1 -type d | sort -r); do rmdir $c; done; rmdir $d
     i=$((i+1))
@@ -245,12 +246,13 @@ class Births:
             m = TRACE.search(l)
             if m and not m["pid"]:
                 trace_mark = float(m["ts"])
-        # The tracer's clock minus the kernel log's (the two marks are written one after the other).
+        # The tracer's global clock is the kernel log's: the two marks, written one after the
+        # other, must be no further apart than the shell takes between them (judged by the caller).
         self.skew = trace_mark - kmsg_mark / 1e6 if kmsg_mark is not None and trace_mark is not None else None
         for l in r["trace"]:
             m = TRACE.search(l)
             if m and m["pid"]:
-                t = float(m["ts"]) - (self.skew or 0)
+                t = float(m["ts"])
                 self.seen[int(m["pid"])] = [int(m["pid"]), m["comm"], t, t]
 
 
