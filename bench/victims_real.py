@@ -33,7 +33,9 @@ It is never wrongly named when no victim named with uncertain:false is a process
 kill. Every run also checks `oom.unnamed` against kills minus the certain names, `oom.kills`
 against the kernel's counter, and every record against the schema.
 
-cgroup v2 is not measured here (see `VM_LINE`). Not part of any test suite: a measure. Exits 1
+Platform `v2` (`--platform v2 [--kernel 6.1|6.12]`): the same programs on cgroup v2, in the VM of
+tests/vm (bench/victims_real_vm.py says how; the truth is the VM's kernel log, attributed the same
+way, the births from the tracer instead of a poller). Not part of any test suite: a measure. Exits 1
 only when runs could not be made at all.
 """
 import argparse
@@ -50,6 +52,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "docker"))
 import docker as dk  # noqa: E402  (the Docker suite's build, debootstrap and image machinery)
+sys.path.insert(0, os.path.join(ROOT, "tests", "vm"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vm  # noqa: E402  (the VM suite's kernels)
 
 RUN = f"{os.getpid()}"
 LABEL = f"oominit-bench-real={RUN}"
@@ -58,11 +63,7 @@ PACKAGES = dk.PACKAGES + ["postgresql"]
 CGROOT = "/sys/fs/cgroup/memory"
 POLL_S = 0.001  # --poll-ms
 
-VM_LINE = ("# cgroup v2 (VM of tests/vm): not measured. The VM boots a busybox initramfs under TCG "
-           "emulation with no Docker engine; these programs need Debian's userspace (python3, "
-           "stress-ng, PostgreSQL: about 300 MB) in it, and PostgreSQL's start and crash recovery "
-           "under TCG on one emulated CPU would take minutes a run, well past CI time. "
-           "bench/victims --vm-only measures v2 with examples/workers.")
+KERNELS = ("6.1", "6.12")  # the VM's, for platform v2 (tests/vm/vm.py's KERNELS)
 
 PLATFORMS = {
     "ro": ("Docker's read-only cgroupfs", []),
@@ -101,15 +102,18 @@ kill -INT $pm; wait $pm; echo "postmaster exited $?"
 '''
 
 
+def program_body(name):
+    """The program, as shell lines (the VM's runs, bench/victims_real_vm.py, run them too)."""
+    if name == "stress_ng":
+        return "stress-ng --vm 2 --vm-bytes 64M --timeout 3s --verbose 2>&1; echo stress-ng exited $?"
+    if name == "python_pool":
+        return f"python3 -c '{PY_POOL}'; echo python exited $?"
+    return PG_SCRIPT
+
+
 def program_cmd(name):
     """The container's command: the program, then the kernel's counters of its own cgroup."""
-    if name == "stress_ng":
-        body = "stress-ng --vm 2 --vm-bytes 64M --timeout 3s --verbose 2>&1; echo stress-ng exited $?"
-    elif name == "python_pool":
-        body = f"python3 -c '{PY_POOL}'; echo python exited $?"
-    else:
-        body = PG_SCRIPT
-    return ["/bin/sh", "-c", f"{body}\n{dk.OOM_CONTROL}; exit 0"]
+    return ["/bin/sh", "-c", f"{program_body(name)}\n{dk.OOM_CONTROL}; exit 0"]
 
 
 PROGRAMS = {  # name: (memory limit, what the program's own log says was killed)
@@ -452,11 +456,15 @@ def describe(r):
             f"uncertain {len(r['uncertain_named'])}, unnamed {r['unnamed']}, watch {r['watch']}, verdict {r['verdict']}")
 
 
+def platforms_of(results):
+    return list(dict.fromkeys(r["platform"] for r in results))
+
+
 def report(results, runs_asked):
     print()
     print("# platform  program      exactly named  never wrongly named  truth unknown  kills  named (certain)  "
           "unnamed  count violations  no exit record")
-    for platform in PLATFORMS:
+    for platform in platforms_of(results):
         for program in PROGRAMS:
             rs = [r for r in results if r["platform"] == platform and r["program"] == program]
             if not rs:
@@ -474,7 +482,7 @@ def report(results, runs_asked):
                   f"never wrongly named {right}/{len(decided)} runs  truth unknown {len(rs) - len(known)}/{len(rs)}  "
                   f"kills {kills}  named {named}  unnamed {unnamed}  count violations {viol}  no exit record {noexit}")
     print()
-    for platform in PLATFORMS:
+    for platform in platforms_of(results):
         for program in PROGRAMS:
             rs = [r for r in results if r["platform"] == platform and r["program"] == program]
             if not rs:
@@ -494,20 +502,20 @@ def report(results, runs_asked):
             verdicts = collections.Counter(r["verdict"] for r in rs)
             gaps = [r["poll_gap_ms"] for r in rs if r["poll_gap_ms"] is not None]
             kages = [1000 * (t - first) for r in rs for (_c, t, first, _h) in r["killed"].values() if t is not None]
+            seen = "born: the tracer's task_newtask" if platform.startswith("v2") else "first seen by the poller"
             line = f"# {platform} {program}: watch {dict(watch)}, verdicts {dict(verdicts)}; names by source {dict(src)}"
             if kages:
-                line += (f"; victims' age at the kill (first seen by the poller) median {statistics.median(kages):.0f} ms, "
+                line += (f"; victims' age at the kill ({seen}) median {statistics.median(kages):.0f} ms, "
                          f"min {min(kages):.0f} ms")
             if gaps:
                 line += f"; poller's longest gap in a run: median {statistics.median(gaps):.1f} ms, max {max(gaps):.1f} ms"
             print(line)
             for k, n in miss.most_common():
                 a = ages.get(k)
-                span = f"; victim's age at the kill (first seen by the poller) median {statistics.median(a):.0f} ms, range {min(a):.0f}-{max(a):.0f} ms" if a else ""
+                span = f"; victim's age at the kill ({seen}) median {statistics.median(a):.0f} ms, range {min(a):.0f}-{max(a):.0f} ms" if a else ""
                 print(f"#   missed: {k} x{n} (the run's first kill in {firsts[k]}){span}")
             facts = collections.Counter(r["program_log"] for r in rs)
             print(f"#   program's own log: {dict(facts)}")
-    print(VM_LINE)
 
 
 def self_check():
@@ -563,13 +571,125 @@ def self_check():
     print(f"# self-check: the judgement is right on {len(cases)} made-up runs")
 
 
+def print_run(r):
+    flags = []
+    if r["unknown"]:
+        flags.append("truth unknown: " + "; ".join(r["unknown"][:3]))
+    if r["exact"] is False:
+        miss = collections.Counter(f"{w} {c}" for w, c, _a, _n in r["misses"])
+        flags.append("not exact: " + (", ".join(f"{k} x{n}" for k, n in miss.most_common())
+                                      or f"every kill named, but {len(r['uncertain_named'])} uncertain victims listed, unnamed {r['unnamed']}"))
+    if r["wrong"]:
+        flags.append("WRONGLY NAMED: " + "; ".join(r["wrong"]))
+    if r["count_violations"]:
+        flags.append("COUNT: " + "; ".join(r["count_violations"]))
+    flags += r["notes"]
+    print(f"{describe(r)}" + ("" if not flags else " | " + " | ".join(flags)), flush=True)
+
+
+def docker_runs(oominit, programs, platforms, runs, results):
+    kmsg = Kmsg()
+    try:
+        base, how = build_image(oominit)
+        print(f"# Docker: image {IMAGE} from {base} ({how}); kernel {os.uname().release}", flush=True)
+        for program in programs:
+            for platform in platforms:
+                for i in range(runs):
+                    try:
+                        r = one_run(program, platform, i, kmsg)
+                    except (dk.Failure, subprocess.SubprocessError, OSError) as e:
+                        print(f"! {platform} {program} run {i}: could not be made: {e}", flush=True)
+                        continue
+                    results.append(r)
+                    print_run(r)
+    finally:
+        kmsg.close()
+        ids = dk.docker("ps", "-aq", "--filter", f"label={LABEL}", check=False).stdout.split()
+        if ids:
+            dk.docker("rm", "-f", *ids, check=False)
+        dk.docker("rmi", "-f", IMAGE, check=False)
+
+
+# Each program's budget a run in the VM (TCG, one CPU), for the boot's timeout.
+VM_RUN_S = {"stress_ng": 40, "python_pool": 40, "postgres": 150}
+
+
+def vm_runs(oominit, programs, kernel, runs, results, serial_dir=None):
+    """The programs on cgroup v2 in the VM of tests/vm: one boot per program, RUNS runs each."""
+    import victims_real_vm as vr
+    platform = f"v2-{kernel}"
+    vmlinux = vm.kernel(kernel)
+    tarball, how = dk.debian_tarball(PACKAGES)
+    initrd, packed = vr.initramfs(oominit, tarball, program_body)
+    print(f"# VM: {os.path.basename(vmlinux)}, initramfs {initrd} ({os.path.getsize(initrd) >> 20} MiB, {packed}) "
+          f"from {os.path.basename(tarball)} ({how}), {vr.MEM}, TCG, {os.environ.get('OOMINIT_VM_SMP', '1')} CPU", flush=True)
+
+    def validate_line(line):
+        try:
+            return json.loads(line)
+        except ValueError:
+            raise dk.Failure(f"a stderr line is not JSON: {line[:200]}")
+
+    for program in programs:
+        serial, secs = vr.boot(vmlinux, initrd, [(program, 0, runs)], vr.BOOT_S + runs * VM_RUN_S[program])
+        if serial_dir:
+            os.makedirs(serial_dir, exist_ok=True)
+            with open(os.path.join(serial_dir, f"{platform}-{program}.serial"), "w") as f:
+                f.write(serial)
+        parsed = vr.parse(serial)
+        done = "@@ DONE" in serial
+        uname = re.search(r"@@ UNAME (.*)$", serial, re.M)
+        made = 0
+        durations = []
+        for i in range(runs):
+            name = f"{program}-{i:03d}"
+            raw = parsed.get(name)
+            if raw is None or raw["rc"] is None:
+                print(f"! {platform} {program} run {i}: could not be made: "
+                      f"{'not reached' if raw is None else 'did not finish'} before the boot ended", flush=True)
+                continue
+            try:
+                o = vr.Outcome(raw, validate_line)
+            except dk.Failure as e:
+                print(f"! {platform} {program} run {i}: could not be made: {e}", flush=True)
+                continue
+            births = vr.Births(raw)
+            lost = raw["klost"] if raw["klost"] is not None else 1
+            r = judge(program, platform, i, "/" + name, o, births, vr.kmsg_lines(raw), lost,
+                      0.0 if births.skew is not None else None)
+            if births.skew is None or abs(births.skew) > 0.005:
+                r["notes"].append("the births' times are uncertain: the marks in the tracer and the kernel log are "
+                                  + (f"{1000 * births.skew:.1f} ms apart" if births.skew is not None else "missing"))
+            if raw["klost"] is None:
+                r["unknown"].append("no kernel log dump")
+            if raw["left"]:
+                r["notes"].append(f"processes left in the cgroup: {raw['left']}")
+            if raw["rc"] != 0:
+                r["notes"].append(f"exit code {raw['rc']}")
+            r["poll_gap_ms"] = None
+            durations.append(raw["t1"] - raw["t0"])
+            results.append(r)
+            print_run(r)
+            made += 1
+        print(f"# {platform} {program}: boot {secs:.0f}s ({uname.group(1) if uname else 'no uname line'}), "
+              f"{made}/{runs} runs made{'' if done else ', the boot did not finish (timeout)'}"
+              + (f", a run {statistics.median(durations):.1f}s median (max {max(durations):.1f}s) in the VM" if durations else ""),
+              flush=True)
+        if not made:
+            tail = "\n".join(l for l in serial.splitlines()[-30:])
+            print(f"# {platform} {program}: not measured, no run made; the serial log's tail:\n{tail}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(prog="bench/victims --real")
     ap.add_argument("--runs", type=int, default=20, help="runs per program and platform (default 20)")
     ap.add_argument("-k", default="", help="only the programs whose name contains this")
-    ap.add_argument("--platform", choices=sorted(PLATFORMS), action="append",
-                    help="ro (Docker's read-only cgroupfs) or rw (cgroupfs mounted rw); both by default")
+    ap.add_argument("--platform", choices=sorted(PLATFORMS) + ["v2"], action="append",
+                    help="ro (Docker's read-only cgroupfs), rw (cgroupfs mounted rw): ro and rw by default; "
+                         "v2: cgroup v2 in the VM of tests/vm")
+    ap.add_argument("--kernel", choices=KERNELS, action="append", help="the VM's kernels for v2 (default 6.1)")
     ap.add_argument("--json", help="write every run's judgement to this file")
+    ap.add_argument("--serial-dir", help="v2: keep each boot's serial log (records, kernel log, tracer) in this directory")
     ap.add_argument("--poll-ms", type=float, default=1.0, help="the poller's period (default 1 ms); a long "
                     "one shows how the harness counts the runs whose truth it cannot know")
     a = ap.parse_args()
@@ -577,6 +697,7 @@ def main():
     POLL_S = a.poll_ms / 1000
     programs = [p for p in PROGRAMS if a.k in p]
     platforms = a.platform or list(PLATFORMS)
+    kernels = a.kernel or ["6.1"]
     if not programs:
         raise SystemExit(f"no program matches -k {a.k!r}: {', '.join(PROGRAMS)}")
     self_check()
@@ -584,43 +705,17 @@ def main():
         raise SystemExit("needs root: /dev/kmsg, /proc/PID/status of the containers' processes")
     t0 = time.time()
     results = []
-    kmsg = Kmsg()
-    try:
-        oominit = dk.build()
-        git = lambda *a: subprocess.run(["git", "-C", ROOT, *a], capture_output=True, text=True).stdout.strip()
-        commit = f"{git('rev-parse', '--short', 'HEAD')}, binary's sources as of {git('log', '-1', '--format=%h', '--', 'src', 'Cargo.toml', 'Cargo.lock')}"
-        dirty = git("status", "--porcelain", "--", "src")
-        base, how = build_image(oominit)
-        print(f"# oominit {oominit} (commit {commit}{', src modified' if dirty else ''}); image {IMAGE} from {base} "
-              f"({how}); kernel {os.uname().release}; {time.time() - t0:.0f}s", flush=True)
-        for program in programs:
-            for platform in platforms:
-                for i in range(a.runs):
-                    try:
-                        r = one_run(program, platform, i, kmsg)
-                    except (dk.Failure, subprocess.SubprocessError, OSError) as e:
-                        print(f"! {platform} {program} run {i}: could not be made: {e}", flush=True)
-                        continue
-                    results.append(r)
-                    flags = []
-                    if r["unknown"]:
-                        flags.append("truth unknown: " + "; ".join(r["unknown"][:3]))
-                    if r["exact"] is False:
-                        miss = collections.Counter(f"{w} {c}" for w, c, _a, _n in r["misses"])
-                        flags.append("not exact: " + (", ".join(f"{k} x{n}" for k, n in miss.most_common())
-                                                      or f"every kill named, but {len(r['uncertain_named'])} uncertain victims listed, unnamed {r['unnamed']}"))
-                    if r["wrong"]:
-                        flags.append("WRONGLY NAMED: " + "; ".join(r["wrong"]))
-                    if r["count_violations"]:
-                        flags.append("COUNT: " + "; ".join(r["count_violations"]))
-                    flags += r["notes"]
-                    print(f"{describe(r)}" + ("" if not flags else " | " + " | ".join(flags)), flush=True)
-    finally:
-        kmsg.close()
-        ids = dk.docker("ps", "-aq", "--filter", f"label={LABEL}", check=False).stdout.split()
-        if ids:
-            dk.docker("rm", "-f", *ids, check=False)
-        dk.docker("rmi", "-f", IMAGE, check=False)
+    oominit = dk.build()
+    git = lambda *a: subprocess.run(["git", "-C", ROOT, *a], capture_output=True, text=True).stdout.strip()
+    commit = f"{git('rev-parse', '--short', 'HEAD')}, binary's sources as of {git('log', '-1', '--format=%h', '--', 'src', 'Cargo.toml', 'Cargo.lock')}"
+    dirty = git("status", "--porcelain", "--", "src")
+    print(f"# oominit {oominit} (commit {commit}{', src modified' if dirty else ''}); {time.time() - t0:.0f}s", flush=True)
+    docker_platforms = [p for p in PLATFORMS if p in platforms]
+    if docker_platforms:
+        docker_runs(oominit, programs, docker_platforms, a.runs, results)
+    if "v2" in platforms:
+        for kernel in kernels:
+            vm_runs(oominit, programs, kernel, a.runs, results, a.serial_dir)
     if a.json:
         with open(a.json, "w") as f:
             json.dump([{k: (v if k != "killed" else {str(p): [x[0], x[1] and round(1000 * (x[1] - x[2]), 1)]
@@ -630,6 +725,12 @@ def main():
                           "uncertain_named": {str(p): v for p, v in r["uncertain_named"].items()}}
                        for r in results], f, indent=1, default=str)
     report(results, a.runs)
+    if "v2" not in platforms:
+        print("# cgroup v2: not measured in this invocation (`--platform v2` runs these programs in the VM of tests/vm)")
+    else:
+        for kernel in KERNELS:
+            if kernel not in kernels:
+                print(f"# cgroup v2 on {kernel}: not measured in this invocation (`--kernel {kernel}`)")
     print(f"# {len(results)} runs in {time.time() - t0:.0f}s")
     if not results:
         sys.exit(1)

@@ -118,6 +118,19 @@ def debian_base(packages=PACKAGES):
     tag = f"oominit-test/debian-base:{key}"
     if docker("image", "inspect", tag, check=False).returncode == 0:
         return tag, "image cached"
+    tarball, how = debian_tarball(packages)
+    with open(tarball, "rb") as f:
+        p = subprocess.run(["docker", "import", "-", tag], stdin=f, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise Failure(f"docker import {tarball} failed: {p.stderr.strip()}")
+    return tag, how
+
+
+def debian_tarball(packages=PACKAGES):
+    """The cached debootstrap tarball of SUITE with PACKAGES (made once, about 2 minutes) and how
+    it came: (path, "tarball cached" | "debootstrapped"). bench/victims_real_vm.py packs it into
+    the VM's initramfs without Docker."""
+    key = hashlib.sha256(f"{SUITE} minbase {' '.join(packages)}".encode()).hexdigest()[:12]
     os.makedirs(CACHE, exist_ok=True)
     tarball = os.path.join(CACHE, f"debian-{SUITE}-{key}.tar")
     how = "tarball cached"
@@ -140,11 +153,7 @@ def debian_base(packages=PACKAGES):
             os.rename(f"{tarball}.tmp", tarball)
         finally:
             shutil.rmtree(rootfs, ignore_errors=True)
-    with open(tarball, "rb") as f:
-        p = subprocess.run(["docker", "import", "-", tag], stdin=f, capture_output=True, text=True)
-    if p.returncode != 0:
-        raise Failure(f"docker import {tarball} failed: {p.stderr.strip()}")
-    return tag, how
+    return tarball, how
 
 
 def debian_image(base, oominit):

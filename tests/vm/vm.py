@@ -434,11 +434,12 @@ def pack(oominit, script, dest, tests=None, bundles=None, extra=None):
         f.write(cpio)
 
 
-def boot(vmlinux, initrd, mem, timeout=240):
+def boot(vmlinux, initrd, mem, timeout=240, append=""):
+    """Boots VMLINUX with INITRD; APPEND is added to the kernel's command line."""
     cmd = ["timeout", str(timeout), "qemu-system-x86_64", "-accel", "tcg,tb-size=32", "-m", mem, "-smp", os.environ.get("OOMINIT_VM_SMP", "1"),
            "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio", "-display", "none",
            "-kernel", vmlinux, "-initrd", initrd,
-           "-append", "console=ttyS0 panic=-1 quiet loglevel=1"]
+           "-append", ("console=ttyS0 panic=-1 quiet loglevel=1 " + append).strip()]
     t0 = time.monotonic()
     p = subprocess.run(cmd, capture_output=True)
     return p.stdout.decode("utf-8", "replace").replace("\r", ""), time.monotonic() - t0
