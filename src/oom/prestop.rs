@@ -174,10 +174,6 @@ impl State {
         self.sampling_since = None;
     }
 
-    pub fn fraction(&self) -> Fraction {
-        self.cfg.fraction
-    }
-
     /// At a reading kept with `kills` counted so far: the signal to ask the loop for, if now.
     /// `stopping`: main is being stopped for a leaf's kill already.
     pub fn at_reading(
