@@ -89,7 +89,7 @@ fn assert_leaf_named(r: &serde_json::Value, pid: i64, sources: &[&str]) {
     let v = &v[0];
     assert_eq!(v["pid"], pid, "{v}");
     assert_eq!(v["comm"], "memhog", "{v}");
-    assert_eq!(v["argv"], serde_json::json!([memhog(), "128"]));
+    assert_eq!(v["argv"], serde_json::json!([memhog(), "128"]), "{v}");
     let rss = v["rss_bytes"].as_u64().unwrap_or(0);
     assert!((16 * MIB..=40 * MIB).contains(&rss), "rss just before the kill: {v}");
     // Where the kernel keeps no exit status for a pidfd (before 6.15), a victim its parent reaps

@@ -173,6 +173,14 @@ impl Watch {
         }
     }
 
+    /// Whether nothing wakes oominit before the cgroup reaches its limit: v2, whose `max` events
+    /// come at the limit, and a cgroup file notifies at most 100 times a second (the kernel
+    /// delays the rest): a kill's wake may come after its victim was reaped. v1 wakes at its
+    /// thresholds, where it has a limit, and its OOM notification's re-reads hold the timer.
+    pub fn silent_below_limit(&self) -> bool {
+        matches!(self.notify, Notify::Inotify(_))
+    }
+
     /// The record's `memory.watch`.
     pub fn name(&self) -> &'static str {
         match self.notify {

@@ -89,11 +89,12 @@ pub struct OomWatch<'a> {
     pre_oom: Option<Box<prestop::State>>,
 }
 
-/// Where the cgroup gives no notification (v1 behind a read-only cgroupfs), nothing says when
-/// processes join it, and a kill's victim can be named only if it was followed before it died.
-/// So the cgroup is listed a few times after start, as an application starts its workers, and
-/// a few times after a death (a pool replaces its dead worker): a bounded number of wakes after
-/// start and after each death, none while the container idles.
+/// Where nothing wakes oominit below the limit (v2, whose first wake is the first `max` event;
+/// v1 behind a read-only cgroupfs, which gives no notification at all), nothing says when
+/// processes join the cgroup, and a kill's victim can be named only if it was followed before it
+/// died. So the cgroup is listed a few times after start, as an application starts its workers,
+/// and a few times after a death (a pool replaces its dead worker): a bounded number of wakes
+/// after start and after each death, none while the container idles.
 struct Listings {
     start_up: Schedule,
     /// After the first death since the last such schedule ran out.
@@ -233,8 +234,8 @@ impl<'a> OomWatch<'a> {
             }
             Err(_) => Victims::new(None, main, argv, budget),
         };
-        let listings = (cgroup.is_ok() && watch.is_none() && victims.watch_deaths())
-            .then(|| Listings::new(Instant::now()));
+        let silent = watch.as_ref().map_or(true, Watch::silent_below_limit);
+        let listings = (cgroup.is_ok() && silent && victims.watch_deaths()).then(|| Listings::new(Instant::now()));
         let mut w = OomWatch {
             cgroup,
             watch,
@@ -643,8 +644,7 @@ impl Watcher for OomWatch<'_> {
     fn fds(&self) -> Vec<BorrowedFd<'_>> {
         let mut fds = self.watch.as_ref().map(Watch::fds).unwrap_or_default();
         fds.extend(self.victims.deaths_fd());
-        // Only beside a watch (v1's thresholds), never beside deaths: it comes right after the
-        // watch's own.
+        // Only beside v1's thresholds, where deaths are not watched (see `on_wake`).
         fds.extend(self.pre_oom.as_deref().and_then(prestop::State::timer_fd));
         fds
     }
@@ -658,13 +658,13 @@ impl Watcher for OomWatch<'_> {
     }
 
     fn on_wake(&mut self, which: usize) -> Option<Action> {
-        // Deaths are watched only where there is no cgroup watch: theirs is then the only
-        // descriptor.
-        if self.watch.is_none() {
-            return self.on_death();
-        }
-        if self.watch.as_ref().is_some_and(|w| which == w.fd_count()) {
-            return self.on_sample();
+        // After the watch's own descriptors, one more: the deaths' where they are watched (no
+        // watch, or v2's), else the pre-OOM timer's (v1's thresholds): never both.
+        if which >= self.watch.as_ref().map_or(0, Watch::fd_count) {
+            return match self.victims.deaths_fd() {
+                Some(_) => self.on_death(),
+                None => self.on_sample(),
+            };
         }
         // Every wake here means the cgroup is at or near its limit: the moment to note who is in
         // it and how big, before anyone is killed.

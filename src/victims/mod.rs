@@ -75,11 +75,13 @@ impl Victims {
     }
 
     /// Look at every process followed, and with `list`, start following the cgroup's new ones.
+    /// The look first: the argv of one it finds exec'd since is read again by the listing (one
+    /// followed as a shell before its `exec`, whose kill may come before the next listing).
     pub fn observe(&mut self, list: bool) {
+        self.tracker.look(self.reads);
         if list {
             self.tracker.list(self.reads);
         }
-        self.tracker.look(self.reads);
     }
 
     /// The kill counter is being read now: what is seen from here on may belong to a kill that

@@ -183,7 +183,7 @@ impl Tracker {
         self.read_procs();
         for t in self.entries.iter_mut().filter(|t| t.argv_stale && t.state == State::Alive) {
             t.argv = cmdline(t.pid, &mut self.cmdline_buf, self.argv);
-            t.argv_stale = false;
+            t.argv_stale = t.argv.is_empty();
         }
         // Those whose exit code became hidden since they were followed (a worker that dropped
         // to another uid after it was listed).
@@ -326,6 +326,9 @@ impl Tracker {
             t.pidfd = self.pidfd(pid);
         }
         t.argv = argv.unwrap_or_else(|| cmdline(pid, &mut self.cmdline_buf, self.argv));
+        // Listed mid-exec, a process has its new name and no argv yet (the kernel sets the
+        // arguments' place in the new memory after the name): read again at the next listing.
+        t.argv_stale = t.argv.is_empty() && self.argv != ArgvShown::None;
         t.oom_score_adj = oom_score_adj(pid);
         t.look(self.page_size, reads);
         self.entries.push(t);
