@@ -1,9 +1,11 @@
 //! Starting the command: PATH lookup, and a child that starts clean.
 //!
-//! fork + execvp by hand rather than `std::process::Command`: Command passes oominit's full signal
+//! clone + execvp by hand rather than `std::process::Command`: Command passes oominit's full signal
 //! mask to the child (rust-lang/rust#101077), under which a forwarded SIGTERM would wait forever,
-//! and its environment machinery costs ~20 KB of the binary. The exec error travels back through
-//! a close-on-exec pipe, as in std, so "not found" (127) is told from "not executable" (126). A
+//! and its environment machinery costs ~20 KB of the binary. The clone is a vfork's (CLONE_VM |
+//! CLONE_VFORK, as musl's posix_spawn): no page tables copied for a child that execs at once, nor
+//! torn down at its exec (a fork made `oominit -- /bin/true` 6% slower). The exec error comes
+//! back in the memory they share, so "not found" (127) is told from "not executable" (126). A
 //! script without `#!` runs under /bin/sh, as with glibc's execvp (see [`Script`]).
 
 use std::ffi::{CString, OsString};
@@ -41,7 +43,41 @@ impl std::fmt::Display for SpawnError {
     }
 }
 
-/// Fork and exec the command; returns its pid, which is also its process group.
+/// The child's stack between clone and exec.
+const CHILD_STACK: usize = 32 * 1024;
+
+/// What the child needs, prepared before the clone, and what it says back.
+struct Child<'a> {
+    /// The signals oominit ignores, to reset.
+    ignored: u64,
+    /// The command's argv, null-terminated.
+    argv: *const *const libc::c_char,
+    script: &'a mut Script,
+    /// exec's errno, written by the child where the exec failed: oominit, suspended until the
+    /// exec or the exit, reads it in the memory they share (no pipe, as in glibc's posix_spawn).
+    errno: libc::c_int,
+}
+
+/// The child, from clone to exec: where the exec fails, its errno for oominit and an exit code.
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the parent's `Child`, alive while the parent is suspended (CLONE_VFORK);
+    // every call is async-signal-safe.
+    unsafe {
+        let child = &mut *arg.cast::<Child<'_>>();
+        child_setup(child.ignored);
+        libc::execvp(*child.argv, child.argv);
+        let mut errno = Errno::last_raw();
+        if errno == libc::ENOEXEC {
+            child.script.run();
+            // No /bin/sh either: the kernel's answer about the command stands.
+            errno = libc::ENOEXEC;
+        }
+        std::ptr::write_volatile(&mut child.errno, errno);
+        libc::_exit(SpawnError { errno: Errno::from_raw(errno), exec: true }.exit_code())
+    }
+}
+
+/// Start the command; returns its pid, which is also its process group.
 pub fn spawn(argv: &[OsString]) -> Result<libc::pid_t, SpawnError> {
     // Everything the child needs is built before fork: a forked child should not allocate.
     let einval = SpawnError { errno: Errno::EINVAL, exec: true };
@@ -55,64 +91,28 @@ pub fn spawn(argv: &[OsString]) -> Result<libc::pid_t, SpawnError> {
     let mut script = Script::new(&args);
     let ignored = signals_ignored();
 
-    // The exec error travels back through the pipe. Without a descriptor for it (a tiny
-    // `ulimit -n`), the command still runs, and an exec failure is told by its exit code alone.
-    let mut pipe = [0; 2];
-    // SAFETY: pipe2 writes two descriptors into the array.
-    let pipe = if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } == 0 {
-        Some((pipe[0], pipe[1]))
-    } else {
-        crate::diag!(1, "no pipe for exec errors ({}): the command runs without one", Errno::last());
-        None
+    let mut child = Child { ignored, argv: ptrs.as_ptr(), script: &mut script, errno: 0 };
+    // The child's own stack (the parent's is in use below the call), on the heap: a small
+    // RLIMIT_STACK leaves PID 1 little room. musl's execvp builds a PATH entry on it (< 4.2 KiB).
+    let mut stack = vec![0u8; CHILD_STACK];
+    let top = stack.as_mut_ptr().wrapping_add(stack.len()) as usize & !15;
+    let arg: *mut Child<'_> = &mut child;
+    // SAFETY: oominit has a single thread here. With CLONE_VM the child runs in oominit's memory,
+    // and with CLONE_VFORK oominit is suspended until the child execs or exits: the child makes
+    // only async-signal-safe calls on memory prepared above, on its own stack.
+    let pid = unsafe {
+        libc::clone(child_main, top as *mut libc::c_void, libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD, arg.cast())
     };
-    // SAFETY: oominit has a single thread here, and the child runs only async-signal-safe calls
-    // on memory prepared above, then execs or _exits.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        unsafe {
-            if let Some((rd, _)) = pipe {
-                libc::close(rd);
-            }
-            child_setup(ignored);
-            libc::execvp(ptrs[0], ptrs.as_ptr());
-            let mut errno = Errno::last_raw();
-            if errno == libc::ENOEXEC {
-                script.run();
-                // No /bin/sh either: the kernel's answer about the command stands.
-                errno = libc::ENOEXEC;
-            }
-            if let Some((_, wr)) = pipe {
-                let err = errno.to_ne_bytes();
-                libc::write(wr, err.as_ptr().cast(), err.len());
-            }
-            let code = SpawnError { errno: Errno::from_raw(errno), exec: true }.exit_code();
-            libc::_exit(code);
-        }
-    }
-    let fork_errno = Errno::last();
-    let Some((rd, wr)) = pipe else {
-        return if pid < 0 { Err(SpawnError { errno: fork_errno, exec: false }) } else { Ok(pid) };
-    };
-    // SAFETY: closing descriptors this function owns.
-    unsafe { libc::close(wr) };
     if pid < 0 {
-        unsafe { libc::close(rd) };
-        return Err(SpawnError { errno: fork_errno, exec: false });
+        return Err(SpawnError { errno: Errno::last(), exec: false });
     }
-    // EOF (exec closed the write end) means the command runs; four bytes are exec's errno.
-    let mut buf = [0u8; 4];
-    let n = loop {
-        // SAFETY: reading into a local buffer.
-        let n = unsafe { libc::read(rd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 || Errno::last() != Errno::EINTR {
-            break n;
-        }
-    };
-    unsafe { libc::close(rd) };
-    if n == 4 {
+    // SAFETY: the child is past its exec or gone: nothing else writes `errno` now.
+    let errno = unsafe { std::ptr::read_volatile(std::ptr::addr_of!((*arg).errno)) };
+    if errno != 0 {
         // The child has _exited; reap it here so the caller never sees its pid.
+        // SAFETY: waitpid on our own child, no status wanted.
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-        return Err(SpawnError { errno: Errno::from_raw(i32::from_ne_bytes(buf)), exec: true });
+        return Err(SpawnError { errno: Errno::from_raw(errno), exec: true });
     }
     Ok(pid)
 }

@@ -412,8 +412,8 @@ fn a_script_without_a_shebang_runs_under_bin_sh_as_with_tini() {
 
 #[test]
 fn the_command_always_runs_whatever_the_descriptor_limit() {
-    // tini runs its command with `ulimit -n 3`. oominit makes its loop's descriptors first, runs
-    // the command without an exec-error pipe if it must, and waits as tini does with none at all.
+    // tini runs its command with `ulimit -n 3`. oominit makes its loop's descriptors first, and
+    // waits as tini does with none at all.
     // The command is busybox's static sh: a dynamic one cannot even load libc with 3 descriptors.
     let busybox = "/bin/busybox";
     assert!(
@@ -428,8 +428,10 @@ fn the_command_always_runs_whatever_the_descriptor_limit() {
         let r = exit_record(&out.stderr);
         assert_eq!(r["main"]["exit_code"], 7, "ulimit -n {n}");
     }
-    // A missing command is still 127 without the pipe that tells exec errors.
-    let script = format!("ulimit -n 5 && exec {} -- /definitely/not/here", oominit().display());
+    // A missing command is still 127, and one not executable 126, with no descriptor to spare.
+    let script = format!("ulimit -n 3 && exec {} -- /", oominit().display());
+    assert_eq!(code(&run_cmd(Command::new("sh").args(["-c", &script]))), 126);
+    let script = format!("ulimit -n 3 && exec {} -- /definitely/not/here", oominit().display());
     assert_eq!(code(&run_cmd(Command::new("sh").args(["-c", &script]))), 127);
 }
 

@@ -36,17 +36,19 @@ pub struct Mount {
     pub super_options: String,
 }
 
+/// The cgroup mounts of a mountinfo (fstype `cgroup` or `cgroup2`): nothing else is kept, nor
+/// allocated for (a container start reads this; most of a host's mounts are not cgroups).
 pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
     text.lines()
         .filter_map(|line| {
             // id parent major:minor root mount-point options [optional...] - fstype source super-options
             let (left, right) = line.split_once(" - ")?;
+            let mut r = right.split(' ');
+            let fstype = r.next().filter(|t| matches!(*t, "cgroup" | "cgroup2"))?.to_string();
+            let super_options = r.nth(1).unwrap_or("").to_string();
             let mut l = left.split(' ');
             let root = unescape(l.nth(3)?);
             let mount_point = unescape(l.next()?);
-            let mut r = right.split(' ');
-            let fstype = r.next()?.to_string();
-            let super_options = r.nth(1).unwrap_or("").to_string();
             // The kernel writes both as absolute paths; anything else is not a mount to use.
             (root.starts_with('/') && mount_point.starts_with('/')).then_some(())?;
             Some(Mount { root, mount_point, fstype, super_options })
@@ -251,6 +253,14 @@ mod tests {
         let mountinfo = "52 48 0:32 /.. /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
         assert_eq!(find("0::/../b\n", mountinfo), Ok((Version::V2, PathBuf::from("/sys/fs/cgroup/b"))));
         assert!(matches!(find("0::/../../c\n", mountinfo), Err(CgroupError::Unreachable { .. })));
+    }
+
+    #[test]
+    fn only_cgroup_mounts_are_kept() {
+        let text = include_str!("fixtures/hybrid-host.mountinfo");
+        let kept: Vec<String> = parse_mountinfo(text).into_iter().map(|m| m.fstype).collect();
+        assert!(!kept.is_empty() && kept.iter().all(|t| *t == "cgroup" || *t == "cgroup2"), "{kept:?}");
+        assert!(text.lines().count() > kept.len());
     }
 
     #[test]
