@@ -169,12 +169,7 @@ impl Tracker {
     /// still be oominit's, as would its name and size until it execs).
     pub fn follow_main(&mut self, pid: pid_t, argv: Vec<String>) {
         self.main = Some(pid);
-        if self.follow(pid, true, Some(argv), 0) {
-            if let Some(t) = self.entries.last_mut() {
-                t.comm_len = None;
-                t.rss_bytes = None;
-            }
-        }
+        self.follow(pid, true, Some(argv), 0);
     }
 
     /// Start following the cgroup's new processes, and read again the argv of those that exec'd.
@@ -312,10 +307,19 @@ impl Tracker {
         }
         let Ok(stat) = crate::open::read_only(format!("/proc/{pid}/stat")) else { return false };
         let mut t = Tracked::new(pid, main, Some(stat), None);
+        // The main process is mid-exec here (oominit resumes as the exec replaces the child's
+        // memory): its name and size are not yet the command's, and a read of its stat waits
+        // for the exec to end (330 us of every start). Its first look is at the first wake.
+        let page_size = self.page_size;
+        let look = |t: &mut Tracked| {
+            if !main {
+                t.look(page_size, reads);
+            }
+        };
         // Its name before its argv, and again after: a process listed between fork and exec
         // (a shell's child, say) could have its argv read before the exec and its name after;
         // a name that changed in between drops the argv, to be read again at the next listing.
-        t.look(self.page_size, reads);
+        look(&mut t);
         // Where its exit code is hidden, its status is worth more than a pidfd: it tells a
         // SIGKILL from the send on, a pidfd only after the reap.
         let mut held = held.saturating_add(1);
@@ -330,7 +334,7 @@ impl Tracker {
         // arguments' place in the new memory after the name): read again at the next listing.
         t.argv_stale = t.argv.is_empty() && self.argv != ArgvShown::None;
         t.oom_score_adj = oom_score_adj(pid);
-        t.look(self.page_size, reads);
+        look(&mut t);
         self.entries.push(t);
         true
     }
