@@ -27,6 +27,29 @@ pub fn memory_path(proc_cgroup: &str) -> Option<(Version, &str)> {
     v2
 }
 
+/// Where the cgroup usually is, without mountinfo: below `/sys/fs/cgroup` (v2) or
+/// `/sys/fs/cgroup/memory` (v1), as Docker, containerd, runc and systemd mount them. Reading and
+/// parsing mountinfo was 70 us of a 1 ms container start; this costs one small read.
+pub const USUAL_V1: &str = "/sys/fs/cgroup/memory";
+pub const USUAL_V2: &str = "/sys/fs/cgroup";
+
+/// The directory for `path` (from `/proc/self/cgroup`) below `mount`, if it is this process's
+/// cgroup: its `cgroup.procs` (read by `procs`) lists `pid`, and a process is in one cgroup of a
+/// hierarchy. Elsewhere (a mount whose root is not the hierarchy's, as Docker's on v1 without a
+/// cgroup namespace: `/docker/<id>` mounted at `/sys/fs/cgroup/memory`), None: mountinfo says.
+pub fn usual_place(
+    mount: &str,
+    path: &str,
+    pid: u32,
+    procs: impl FnOnce(&std::path::Path) -> Option<String>,
+) -> Option<PathBuf> {
+    let rel = relative(path, "/")?.trim_start_matches('/');
+    let dir = if rel.is_empty() { PathBuf::from(mount) } else { PathBuf::from(mount).join(rel) };
+    let listed = procs(&dir.join("cgroup.procs"))?;
+    let pid = pid.to_string();
+    listed.split_ascii_whitespace().any(|p| p == pid).then_some(dir)
+}
+
 /// One line of mountinfo, the fields we need (proc(5)).
 #[derive(Debug, PartialEq)]
 pub struct Mount {
@@ -119,6 +142,7 @@ fn relative<'a>(path: &'a str, root: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn find(cgroup: &str, mountinfo: &str) -> Result<(Version, PathBuf), CgroupError> {
         let (v, path) = memory_path(cgroup).ok_or(CgroupError::NoController)?;
@@ -253,6 +277,30 @@ mod tests {
         let mountinfo = "52 48 0:32 /.. /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
         assert_eq!(find("0::/../b\n", mountinfo), Ok((Version::V2, PathBuf::from("/sys/fs/cgroup/b"))));
         assert!(matches!(find("0::/../../c\n", mountinfo), Err(CgroupError::Unreachable { .. })));
+    }
+
+    fn procs_listing(wanted: &'static str, text: &'static str) -> impl FnOnce(&Path) -> Option<String> {
+        move |p: &Path| (p == Path::new(wanted)).then(|| text.to_string())
+    }
+
+    #[test]
+    fn the_usual_place_is_used_where_it_lists_this_process() {
+        let at = usual_place(USUAL_V2, "/", 1, procs_listing("/sys/fs/cgroup/cgroup.procs", "1\n"));
+        assert_eq!(at, Some(PathBuf::from("/sys/fs/cgroup")));
+        let procs = procs_listing("/sys/fs/cgroup/memory/docker/abc/cgroup.procs", "7\n12\n");
+        let at = usual_place(USUAL_V1, "/docker/abc", 12, procs);
+        assert_eq!(at, Some(PathBuf::from("/sys/fs/cgroup/memory/docker/abc")));
+    }
+
+    #[test]
+    fn the_usual_place_is_not_used_where_it_does_not_list_this_process() {
+        // Another cgroup at that path in a mount whose root is not the hierarchy's: not ours.
+        let procs = procs_listing("/sys/fs/cgroup/x/cgroup.procs", "71\n");
+        assert_eq!(usual_place(USUAL_V2, "/x", 7, procs), None, "7 is not 71");
+        assert_eq!(usual_place(USUAL_V2, "/x", 7, |_: &Path| None), None, "nothing there");
+        // A path outside the namespace's root cannot be below the usual mount.
+        let procs = procs_listing("/sys/fs/cgroup/../y/cgroup.procs", "7\n");
+        assert_eq!(usual_place(USUAL_V2, "/../y", 7, procs), None);
     }
 
     #[test]

@@ -138,6 +138,9 @@ impl Memory {
     }
 }
 
+/// How much of `cgroup.procs` is read to find this process in the cgroup's usual place.
+const PROCS_BYTES: usize = 16 * 1024;
+
 /// A /proc file in one read where it fits: std's `read_to_string` probes a size-0 proc file with
 /// 32-byte reads, eight syscalls and as many reallocations for a mountinfo, at every container start.
 fn read_proc(path: &str) -> Result<String, CgroupError> {
@@ -154,6 +157,24 @@ impl Cgroup {
     pub fn discover() -> Result<Cgroup, CgroupError> {
         let proc_cgroup = read_proc("/proc/self/cgroup")?;
         let (version, path) = discover::memory_path(&proc_cgroup).ok_or(CgroupError::NoController)?;
+        let usual = match version {
+            Version::V1 => discover::USUAL_V1,
+            Version::V2 => discover::USUAL_V2,
+        };
+        // The first 16 KiB: where a crowded cgroup lists this process later, mountinfo decides.
+        let procs = |p: &std::path::Path| {
+            use std::io::Read;
+            let mut text = String::with_capacity(PROCS_BYTES);
+            let f = crate::open::read_only(p).ok()?;
+            f.take(PROCS_BYTES as u64).read_to_string(&mut text).ok()?;
+            Some(text)
+        };
+        // The counters' file opens only where the controller is: else mountinfo decides.
+        let found = discover::usual_place(usual, path, std::process::id(), procs)
+            .and_then(|dir| Cgroup::open(version, dir).ok());
+        if let Some(cg) = found {
+            return Ok(cg);
+        }
         let mounts = discover::parse_mountinfo(&read_proc("/proc/self/mountinfo")?);
         let dir = discover::locate(version, path, &mounts)?;
         Cgroup::open(version, dir)
