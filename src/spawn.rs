@@ -79,7 +79,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
 
 /// Start the command; returns its pid, which is also its process group.
 pub fn spawn(argv: &[OsString]) -> Result<libc::pid_t, SpawnError> {
-    // Everything the child needs is built before fork: a forked child should not allocate.
+    // Everything the child needs is built before the clone: the child must not allocate.
     let einval = SpawnError { errno: Errno::EINVAL, exec: true };
     let args: Vec<CString> =
         argv.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<_, _>>().map_err(|_| einval)?;

@@ -33,21 +33,24 @@ pub fn memory_path(proc_cgroup: &str) -> Option<(Version, &str)> {
 pub const USUAL_V1: &str = "/sys/fs/cgroup/memory";
 pub const USUAL_V2: &str = "/sys/fs/cgroup";
 
-/// The directory for `path` (from `/proc/self/cgroup`) below `mount`, if it is this process's
-/// cgroup: its `cgroup.procs` (read by `procs`) lists `pid`, and a process is in one cgroup of a
-/// hierarchy. Elsewhere (a mount whose root is not the hierarchy's, as Docker's on v1 without a
-/// cgroup namespace: `/docker/<id>` mounted at `/sys/fs/cgroup/memory`), None: mountinfo says.
+/// This process's cgroup directory below `mount`, without mountinfo: `path` (from
+/// `/proc/self/cgroup`) below it, as where the mount's root is the hierarchy's (a cgroup
+/// namespace's, or the host's), else the mount point itself, as where the mount's root is the
+/// container's own cgroup (Docker on v1 without a cgroup namespace mounts `/docker/<id>` at
+/// `/sys/fs/cgroup/memory`). A directory is taken only if its `cgroup.procs` (read by `procs`)
+/// lists `pid`: a process is in one cgroup of a hierarchy. None: mountinfo says.
 pub fn usual_place(
     mount: &str,
     path: &str,
     pid: u32,
-    procs: impl FnOnce(&std::path::Path) -> Option<String>,
+    mut procs: impl FnMut(&std::path::Path) -> Option<String>,
 ) -> Option<PathBuf> {
-    let rel = relative(path, "/")?.trim_start_matches('/');
-    let dir = if rel.is_empty() { PathBuf::from(mount) } else { PathBuf::from(mount).join(rel) };
-    let listed = procs(&dir.join("cgroup.procs"))?;
     let pid = pid.to_string();
-    listed.split_ascii_whitespace().any(|p| p == pid).then_some(dir)
+    let rel = relative(path, "/").map(|r| r.trim_start_matches('/')).filter(|r| !r.is_empty());
+    let below = rel.map(|r| PathBuf::from(mount).join(r));
+    below.into_iter().chain(std::iter::once(PathBuf::from(mount))).find(|dir| {
+        procs(&dir.join("cgroup.procs")).is_some_and(|l| l.split_ascii_whitespace().any(|p| p == pid))
+    })
 }
 
 /// One line of mountinfo, the fields we need (proc(5)).
@@ -279,7 +282,7 @@ mod tests {
         assert!(matches!(find("0::/../../c\n", mountinfo), Err(CgroupError::Unreachable { .. })));
     }
 
-    fn procs_listing(wanted: &'static str, text: &'static str) -> impl FnOnce(&Path) -> Option<String> {
+    fn procs_listing(wanted: &'static str, text: &'static str) -> impl FnMut(&Path) -> Option<String> {
         move |p: &Path| (p == Path::new(wanted)).then(|| text.to_string())
     }
 
@@ -290,6 +293,14 @@ mod tests {
         let procs = procs_listing("/sys/fs/cgroup/memory/docker/abc/cgroup.procs", "7\n12\n");
         let at = usual_place(USUAL_V1, "/docker/abc", 12, procs);
         assert_eq!(at, Some(PathBuf::from("/sys/fs/cgroup/memory/docker/abc")));
+    }
+
+    #[test]
+    fn the_mount_point_itself_is_the_cgroup_where_it_lists_this_process() {
+        // Docker on v1 without a cgroup namespace: the container's cgroup is the mount's root.
+        let procs = procs_listing("/sys/fs/cgroup/memory/cgroup.procs", "1\n");
+        let at = usual_place(USUAL_V1, "/docker/abc", 1, procs);
+        assert_eq!(at, Some(PathBuf::from("/sys/fs/cgroup/memory")));
     }
 
     #[test]
