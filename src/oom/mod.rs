@@ -504,17 +504,19 @@ impl<'a> OomWatch<'a> {
     }
 
     /// List the cgroup's processes and follow the new ones, the reserve given back first if the
-    /// cgroup has no room for what that charges.
+    /// cgroup has no room for what that charges; only look, without a reserve or room.
     fn list(&mut self) {
         let cgroup = &self.cgroup;
-        self.headroom.before_listing(|| memory(cgroup));
-        self.victims.observe(true);
+        let may = self.headroom.before_listing(|| memory(cgroup));
+        self.victims.observe(may);
     }
 
     /// List again where the headroom rule allows: deaths are watched, nothing else says when
-    /// processes join.
+    /// processes join. The reserve is taken again first where there is room (after a kill,
+    /// once the victim's memory is given back): nothing else retakes it on v2 before a kill.
     fn relist(&mut self) {
         let cgroup = &self.cgroup;
+        self.headroom.retake(|| memory(cgroup));
         if self.headroom.at_wake(self.snapshot(), || memory(cgroup)) == Listing::List {
             self.list();
         }
