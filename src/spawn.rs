@@ -101,7 +101,12 @@ pub fn spawn(argv: &[OsString]) -> Result<libc::pid_t, SpawnError> {
     // and with CLONE_VFORK oominit is suspended until the child execs or exits: the child makes
     // only async-signal-safe calls on memory prepared above, on its own stack.
     let pid = unsafe {
-        libc::clone(child_main, top as *mut libc::c_void, libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD, arg.cast())
+        libc::clone(
+            child_main,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            arg.cast(),
+        )
     };
     if pid < 0 {
         return Err(SpawnError { errno: Errno::last(), exec: false });

@@ -235,7 +235,8 @@ impl<'a> OomWatch<'a> {
             Err(_) => Victims::new(None, main, argv, budget),
         };
         let silent = watch.as_ref().map_or(true, Watch::silent_below_limit);
-        let listings = (cgroup.is_ok() && silent && victims.watch_deaths()).then(|| Listings::new(Instant::now()));
+        let listings =
+            (cgroup.is_ok() && silent && victims.watch_deaths()).then(|| Listings::new(Instant::now()));
         let mut w = OomWatch {
             cgroup,
             watch,
