@@ -63,7 +63,6 @@ fn filled(b: &Breakdown, read: Option<Read>) -> String {
     format!(" ({when}{})", shown.join(", "))
 }
 
-/// How main ended and what oominit exits with.
 /// `--pre-oom-stop`: what was sent, and at what.
 fn pre_oom_stop(p: &PreOomStop) -> String {
     let at = match (p.unreclaimable_bytes, p.limit_bytes) {
@@ -73,6 +72,7 @@ fn pre_oom_stop(p: &PreOomStop) -> String {
     format!("sent main {}{at}, before any OOM kill (--pre-oom-stop)", p.signal)
 }
 
+/// How main ended and what oominit exits with.
 fn outcome(r: &ExitRecord) -> String {
     let main = match (r.verdict, r.main.exit_code, r.main.signal) {
         (Verdict::MainOom, ..) => "main was the victim".to_string(),

@@ -143,8 +143,7 @@ impl Headroom {
     /// Right before a listing: give the reserve back if the cgroup has no room for it. Whether
     /// to list: not without the reserve to give back and without [`ROOM`] (a cgroup with a
     /// limit): a listing's opens are charges, and at the limit such a charge is an OOM of its
-    /// own, whose victim may be the main process (seen on the VM: `oominit invoked oom-killer`
-    /// 27 ms after a hog's kill, at a listing while the next hog started, and sh was killed).
+    /// own, whose victim may be the main process.
     pub fn before_listing(&mut self, memory: impl FnOnce() -> Memory) -> bool {
         let m = memory();
         if self.reserve.held {

@@ -178,7 +178,7 @@ impl Tracker {
         self.read_procs();
         for t in self.entries.iter_mut().filter(|t| t.argv_stale && t.state == State::Alive) {
             t.argv = cmdline(t.pid, &mut self.cmdline_buf, self.argv);
-            t.argv_stale = t.argv.is_empty();
+            t.argv_stale = t.argv.is_empty() && self.argv != ArgvShown::None;
         }
         // Those whose exit code became hidden since they were followed (a worker that dropped
         // to another uid after it was listed).
