@@ -123,7 +123,7 @@ mod tests {
     }
 
     fn record(verdict: Verdict, end: Status, exit_code: i32, strict: bool, oom: OomInfo) -> ExitRecord {
-        let memory = Memory { limit_bytes: Some(32 << 20), peak_bytes: None, usage_bytes: None };
+        let memory = Memory { limit_bytes: Some(32 << 20), ..Memory::default() };
         ExitRecord {
             event: "exit",
             schema: SCHEMA,

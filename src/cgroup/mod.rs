@@ -3,6 +3,7 @@
 //! libcgroups): [`Cgroup::counters`], [`Cgroup::memory`], [`Cgroup::watch`], and the
 //! [`Watch`]'s own methods, which keep each version's notification quirks out of the callers.
 
+mod ancestor;
 pub mod breakdown;
 pub mod discover;
 mod error;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use ancestor::Ancestor;
 pub use breakdown::Breakdown;
 pub use error::CgroupError;
 pub use watch::{Wake, Watch};
@@ -55,6 +57,8 @@ pub struct Cgroup {
     files: Vec<(&'static str, fs::File)>,
     /// Where `memory.stat` is read into: touched at start, as a read at the limit must not fault.
     stat_buf: Vec<u8>,
+    /// A lower limit above it, found with the figures.
+    ancestor: Option<Ancestor>,
 }
 
 /// OOM counters, as read. Fields a version lacks stay `None` and are left out of records.
@@ -129,12 +133,20 @@ pub struct Memory {
     pub limit_bytes: Option<u64>,
     pub peak_bytes: Option<u64>,
     pub usage_bytes: Option<u64>,
+    /// Bytes below a lower limit above the cgroup (see [`ancestor`]), where there is one.
+    #[serde(skip)]
+    pub ancestor_free: Option<u64>,
 }
 
 impl Memory {
-    /// Bytes below the limit; None when either figure is unknown (no limit: never full).
+    /// Bytes below the limit that comes first, the cgroup's own or an ancestor's; None when
+    /// unknown (no limit: never full).
     pub fn free(&self) -> Option<u64> {
-        Some(self.limit_bytes?.saturating_sub(self.usage_bytes?))
+        let own = self.limit_bytes.zip(self.usage_bytes).map(|(limit, usage)| limit.saturating_sub(usage));
+        match (own, self.ancestor_free) {
+            (Some(own), Some(above)) => Some(own.min(above)),
+            (own, above) => own.or(above),
+        }
     }
 }
 
@@ -190,7 +202,8 @@ impl Cgroup {
         };
         let path = dir.join(counters);
         let first = crate::open::read_only(&path).map_err(|e| CgroupError::io("opening", path, e))?;
-        let mut cg = Cgroup { version, dir, files: vec![(counters, first)], stat_buf: Vec::new() };
+        let mut cg =
+            Cgroup { version, dir, files: vec![(counters, first)], stat_buf: Vec::new(), ancestor: None };
         cg.open_optional(more);
         Ok(cg)
     }
@@ -198,13 +211,29 @@ impl Cgroup {
     /// Open the other files read during an OOM and at exit; each is optional (`memory.peak` is
     /// new in 5.19, memsw files need swap accounting).
     pub fn open_figures(&mut self) {
+        let opened = self.files.len();
         self.open_optional(match self.version {
             Version::V1 => v1::FILES,
             Version::V2 => v2::FILES,
         });
+        // A file's first read makes the kernel's buffer for it (a seq_file's page), charged to
+        // the cgroup: now, with room. Seen without it (v1, 6.18): the first read of
+        // memory.memsw.max_usage_in_bytes came at a kill.
+        for (_, f) in self.files.get(opened..).unwrap_or_default() {
+            let _ = std::os::unix::fs::FileExt::read_at(f, &mut [0u8; 1], 0);
+        }
         self.stat_buf = vec![0; STAT_BYTES];
-        // Its first read makes the kernel's buffer for it, charged to the cgroup: now, with room.
-        self.breakdown();
+        let mut buf = std::mem::take(&mut self.stat_buf);
+        let stat = self.read(STAT, &mut buf).ok();
+        let own = match self.version {
+            Version::V1 => v1::memory(self).limit_bytes,
+            Version::V2 => v2::memory(self).limit_bytes,
+        };
+        self.ancestor = Ancestor::find(self.version, &self.dir, own, stat);
+        self.stat_buf = buf;
+        if let Some(a) = &self.ancestor {
+            crate::diag!(2, "a lower limit above the cgroup: {} bytes", a.limit());
+        }
     }
 
     fn open_optional(&mut self, names: &[&'static str]) {
@@ -281,10 +310,12 @@ impl Cgroup {
     }
 
     pub fn memory(&self) -> Memory {
-        match self.version {
+        let mut m = match self.version {
             Version::V1 => v1::memory(self),
             Version::V2 => v2::memory(self),
-        }
+        };
+        m.ancestor_free = self.ancestor.as_ref().and_then(|a| a.free(m.usage_bytes));
+        m
     }
 
     /// Register for wake-ups, or say why not (EROFS on Docker's read-only cgroupfs, say).

@@ -73,6 +73,7 @@ pub fn memory(cg: &Cgroup) -> Memory {
         limit_bytes: num("memory.limit_in_bytes").and_then(keyed::v1_limit),
         peak_bytes: num("memory.max_usage_in_bytes"),
         usage_bytes: num("memory.usage_in_bytes"),
+        ancestor_free: None,
     }
 }
 

@@ -29,6 +29,7 @@ pub fn memory(cg: &Cgroup) -> Memory {
         limit_bytes: cg.number("memory.max").flatten(),
         peak_bytes: cg.number("memory.peak").flatten(),
         usage_bytes: cg.number("memory.current").flatten(),
+        ancestor_free: None,
     }
 }
 

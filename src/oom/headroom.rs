@@ -118,8 +118,8 @@ pub struct Headroom {
 }
 
 impl Headroom {
-    /// Hold the reserve: for a cgroup with a limit of its own (elsewhere nothing is charged at a
-    /// limit, and a container start need not pay for it).
+    /// Hold the reserve: for a cgroup with a limit of its own or an ancestor's (elsewhere nothing
+    /// is charged at a limit, and a container start need not pay for it).
     pub fn hold_reserve(&mut self) {
         self.reserve = Reserve::new();
     }
@@ -336,7 +336,7 @@ mod tests {
     const MIB: u64 = 1 << 20;
 
     fn at(limit: u64, usage: u64) -> Memory {
-        Memory { limit_bytes: Some(limit), usage_bytes: Some(usage), peak_bytes: None }
+        Memory { limit_bytes: Some(limit), usage_bytes: Some(usage), ..Memory::default() }
     }
 
     /// A cgroup of 96 MiB, full, with main (a shell) at 1 MiB.

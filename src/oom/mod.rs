@@ -222,12 +222,13 @@ impl<'a> OomWatch<'a> {
                 // After the OOM notification, which must be in place before the command can fill
                 // the cgroup.
                 let mut victims = Victims::new(Some((cg.path(), cg.version)), main, argv, budget);
-                let limit = cg.memory().limit_bytes;
-                if limit.is_some() {
+                let figures = cg.memory();
+                // A limit of its own or an ancestor's: the cgroup can fill.
+                if figures.free().is_some() {
                     victims.prefault();
                     headroom.hold_reserve();
                 }
-                if let (Some(w), Some(limit)) = (&mut watch, limit) {
+                if let (Some(w), Some(limit)) = (&mut watch, figures.limit_bytes) {
                     w.warn_near_limit(cg, limit);
                 }
                 victims
@@ -277,7 +278,7 @@ impl<'a> OomWatch<'a> {
         };
         full.largest
             .resize(LARGEST, Holder { pid: i32::MAX, comm: Some("x".repeat(15)), rss_bytes: u64::MAX });
-        let widest = Memory { limit_bytes: most, peak_bytes: most, usage_bytes: most };
+        let widest = Memory { limit_bytes: most, peak_bytes: most, usage_bytes: most, ancestor_free: None };
         let nothing = OomEvent::new(
             &w.baseline.since(&w.baseline),
             w.victims.latest(),

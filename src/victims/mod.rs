@@ -191,10 +191,10 @@ impl Victims {
     /// The main process as last looked at.
     pub fn main_seen(&self) -> crate::oom::failfast::MainSeen {
         use crate::oom::failfast::MainSeen;
-        match self.tracker.entries.iter().find(|t| t.main).map(|t| t.state) {
-            Some(State::Alive) => MainSeen::Alive,
-            Some(State::Dead { .. } | State::Named { .. }) => MainSeen::Ending,
-            None => MainSeen::Unknown,
+        match self.tracker.entries.iter().find(|t| t.main).map(|t| (t.state, t.unread)) {
+            Some((State::Alive, true)) | None => MainSeen::Unknown,
+            Some((State::Alive, false)) => MainSeen::Alive,
+            Some((State::Dead { .. } | State::Named { .. }, _)) => MainSeen::Ending,
         }
     }
 

@@ -89,6 +89,9 @@ pub struct Tracked {
     comm_len: Option<usize>,
     /// It exec'd since its argv was read: read it again at the next listing.
     argv_stale: bool,
+    /// Its stat not read yet (the main process): the first read allocates the file's buffer,
+    /// a charge, so it waits for a listing, which the headroom rule allows, or its reap.
+    pub unread: bool,
     argv: Vec<String>,
     /// Resident memory as last seen alive.
     pub rss_bytes: Option<u64>,
@@ -175,6 +178,9 @@ impl Tracker {
     /// Start following the cgroup's new processes, and read again the argv of those that exec'd.
     /// `reads`: the counter read number to stamp deaths with.
     pub fn list(&mut self, reads: u64) {
+        for t in self.entries.iter_mut().filter(|t| t.unread && t.state == State::Alive) {
+            t.look(self.page_size, reads);
+        }
         self.read_procs();
         for t in self.entries.iter_mut().filter(|t| t.argv_stale && t.state == State::Alive) {
             t.argv = cmdline(t.pid, &mut self.cmdline_buf, self.argv);
@@ -208,6 +214,7 @@ impl Tracker {
     pub fn look(&mut self, reads: u64) {
         for t in &mut self.entries {
             match t.state {
+                State::Alive if t.unread => {}
                 State::Alive => t.look(self.page_size, reads),
                 State::Named { .. } => t.recheck_named(),
                 State::Dead { .. } => {}
@@ -309,7 +316,8 @@ impl Tracker {
         let mut t = Tracked::new(pid, main, Some(stat), None);
         // The main process is mid-exec here (oominit resumes as the exec replaces the child's
         // memory): its name and size are not yet the command's, and a read of its stat waits
-        // for the exec to end (330 us of every start). Its first look is at the first wake.
+        // for the exec to end (330 us of every start). Its first look is at the first listing.
+        t.unread = main;
         let page_size = self.page_size;
         let look = |t: &mut Tracked| {
             if !main {
@@ -422,6 +430,7 @@ impl Tracked {
             comm: [0; 64],
             comm_len: None,
             argv_stale: false,
+            unread: false,
             argv: Vec::new(),
             rss_bytes: None,
             oom_score_adj: None,
@@ -453,6 +462,7 @@ impl Tracked {
 
     /// Re-read the stat: note the name and size while the process lives, and how it ends.
     fn look(&mut self, page_size: u64, reads: u64) {
+        self.unread = false;
         let mut buf = [0u8; 1024];
         let Some(s) = self.read_stat(&mut buf).and_then(procfs::stat) else {
             // Reaped (ESRCH): only the pidfd can still say how it ended.
