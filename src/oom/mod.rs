@@ -463,7 +463,11 @@ impl<'a> OomWatch<'a> {
             event.largest = &[];
             let _ = emit::serialize(&mut self.premortem, &event);
         }
-        if self.premortem.len() < TERMINATION_LOG_MAX && self.termlog.write(&self.premortem) {
+        // Room checked again: on one slow CPU the serialization gave a hog time to fill what was
+        // free before it.
+        let cgroup = &self.cgroup;
+        let room = self.headroom.room_to_write(|| memory(cgroup));
+        if room && self.premortem.len() < TERMINATION_LOG_MAX && self.termlog.write(&self.premortem) {
             diag!(2, "pre-mortem written to the termination log");
         }
     }
