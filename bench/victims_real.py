@@ -33,10 +33,10 @@ It is never wrongly named when no victim named with uncertain:false is a process
 kill. Every run also checks `oom.unnamed` against kills minus the certain names, `oom.kills`
 against the kernel's counter, and every record against the schema.
 
-Platform `v2` (`--platform v2 [--kernel 6.1|6.12]`): the same programs on cgroup v2, in the VM of
-tests/vm (bench/victims_real_vm.py says how; the truth is the VM's kernel log, attributed the same
-way, the births from the tracer instead of a poller). Not part of any test suite: a measure. Exits 1
-only when runs could not be made at all.
+Platform `v2` (`--platform v2 [--kernel 6.1|6.12|6.18]`): the same programs on cgroup v2, in the VM
+of tests/vm (bench/victims_real_vm.py says how; the truth is the VM's kernel log, attributed the
+same way, the births from the tracer instead of a poller). Not part of any test suite: a measure.
+Exits 1 only when runs could not be made at all.
 """
 import argparse
 import collections
@@ -63,7 +63,7 @@ PACKAGES = dk.PACKAGES + ["postgresql"]
 CGROOT = "/sys/fs/cgroup/memory"
 POLL_S = 0.001  # --poll-ms
 
-KERNELS = ("6.1", "6.12")  # the VM's, for platform v2 (tests/vm/vm.py's KERNELS)
+KERNELS = tuple(sorted(vm.KERNELS, key=vm.natural))  # the VM's, for platform v2
 
 PLATFORMS = {
     "ro": ("Docker's read-only cgroupfs", []),

@@ -1,5 +1,5 @@
 """The real programs of bench/victims_real.py on cgroup v2, in the VM of tests/vm
-(`bench/victims --real --platform v2 [--kernel 6.1|6.12]`).
+(`bench/victims --real --platform v2 [--kernel 6.1|6.12|6.18]`).
 
 The VM has no block device: the Debian userspace comes in the initramfs, unpacked from the
 debootstrap tarball the Docker runs' image is made of (python3, stress-ng, postgresql), with a
