@@ -18,6 +18,11 @@ pub fn read_only(path: impl AsRef<Path>) -> io::Result<File> {
     open(path.as_ref(), libc::O_RDONLY)
 }
 
+/// `path`, for reading and writing (an existing file: nothing is created).
+pub fn read_write(path: impl AsRef<Path>) -> io::Result<File> {
+    open(path.as_ref(), libc::O_RDWR)
+}
+
 /// `path`, write-only (an existing file: nothing is created).
 pub fn write_only(path: impl AsRef<Path>) -> io::Result<File> {
     open(path.as_ref(), libc::O_WRONLY)

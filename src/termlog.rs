@@ -7,9 +7,9 @@
 //! The application's own message always wins: the file is taken only if it is empty at start,
 //! and written again only while it still holds what oominit wrote last.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use nix::libc;
@@ -29,9 +29,7 @@ impl TerminationLog {
     /// Kubernetes it does not exist and nothing is written.
     pub fn open(path: Option<&Path>) -> TerminationLog {
         let file = path
-            .and_then(|p| {
-                OpenOptions::new().write(true).read(true).custom_flags(libc::O_CLOEXEC).open(p).ok()
-            })
+            .and_then(|p| crate::open::read_write(p).ok())
             .filter(|f| f.metadata().is_ok_and(|m| m.len() == 0));
         let mut ours = Vec::new();
         if let Some(f) = &file {
