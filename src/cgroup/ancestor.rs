@@ -19,8 +19,8 @@ const DEPTH: usize = 8;
 
 #[derive(Debug)]
 pub enum Ancestor {
-    /// In sight: its limit, and its usage file held open (read once at start, as a first read
-    /// allocates the file's buffer: a charge).
+    /// In sight: its limit, and its usage file held open (to be read once at start, as a first
+    /// read allocates the file's buffer: a charge).
     Visible { limit: u64, usage: File },
     /// v1, out of sight: the lowest limit up the tree.
     Hierarchical(u64),
@@ -49,9 +49,7 @@ impl Ancestor {
             }
         }
         if let Some(usage) = found.and_then(|p| crate::open::read_only(p.join(usage_file)).ok()) {
-            let a = Ancestor::Visible { limit: lowest, usage };
-            let _ = a.free(None);
-            return Some(a);
+            return Some(Ancestor::Visible { limit: lowest, usage });
         }
         let hierarchical = match version {
             Version::V1 => {

@@ -209,31 +209,38 @@ impl Cgroup {
     }
 
     /// Open the other files read during an OOM and at exit; each is optional (`memory.peak` is
-    /// new in 5.19, memsw files need swap accounting).
-    pub fn open_figures(&mut self) {
+    /// new in 5.19, memsw files need swap accounting). Returns the figures, read on the way.
+    pub fn open_figures(&mut self) -> Memory {
         let opened = self.files.len();
-        self.open_optional(match self.version {
-            Version::V1 => v1::FILES,
-            Version::V2 => v2::FILES,
-        });
+        let (files, figures) = match self.version {
+            Version::V1 => (v1::FILES, v1::FIGURES),
+            Version::V2 => (v2::FILES, v2::FIGURES),
+        };
+        self.open_optional(files);
         // A file's first read makes the kernel's buffer for it (a seq_file's page), charged to
         // the cgroup: now, with room. Seen without it (v1, 6.18): the first read of
-        // memory.memsw.max_usage_in_bytes came at a kill.
-        for (_, f) in self.files.get(opened..).unwrap_or_default() {
-            let _ = std::os::unix::fs::FileExt::read_at(f, &mut [0u8; 1], 0);
+        // memory.memsw.max_usage_in_bytes came at a kill. The figures and memory.stat are read
+        // below.
+        for (name, f) in self.files.get(opened..).unwrap_or_default() {
+            if *name != STAT && !figures.contains(name) {
+                let _ = std::os::unix::fs::FileExt::read_at(f, &mut [0u8; 1], 0);
+            }
         }
+        let mut m = match self.version {
+            Version::V1 => v1::memory(self),
+            Version::V2 => v2::memory(self),
+        };
         self.stat_buf = vec![0; STAT_BYTES];
         let mut buf = std::mem::take(&mut self.stat_buf);
         let stat = self.read(STAT, &mut buf).ok();
-        let own = match self.version {
-            Version::V1 => v1::memory(self).limit_bytes,
-            Version::V2 => v2::memory(self).limit_bytes,
-        };
-        self.ancestor = Ancestor::find(self.version, &self.dir, own, stat);
+        self.ancestor = Ancestor::find(self.version, &self.dir, m.limit_bytes, stat);
         self.stat_buf = buf;
         if let Some(a) = &self.ancestor {
             crate::diag!(2, "a lower limit above the cgroup: {} bytes", a.limit());
+            // Its usage file's first read.
+            m.ancestor_free = a.free(m.usage_bytes);
         }
+        m
     }
 
     fn open_optional(&mut self, names: &[&'static str]) {

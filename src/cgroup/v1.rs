@@ -67,12 +67,17 @@ fn peak_at_limit(cg: &Cgroup, peak: &str, limit: &str) -> bool {
     }
 }
 
+/// What [`memory`] reads.
+pub const FIGURES: [&str; 3] =
+    ["memory.limit_in_bytes", "memory.max_usage_in_bytes", "memory.usage_in_bytes"];
+
 pub fn memory(cg: &Cgroup) -> Memory {
     let num = |name| cg.number(name).flatten();
+    let [limit, peak, usage] = FIGURES;
     Memory {
-        limit_bytes: num("memory.limit_in_bytes").and_then(keyed::v1_limit),
-        peak_bytes: num("memory.max_usage_in_bytes"),
-        usage_bytes: num("memory.usage_in_bytes"),
+        limit_bytes: num(limit).and_then(keyed::v1_limit),
+        peak_bytes: num(peak),
+        usage_bytes: num(usage),
         ancestor_free: None,
     }
 }

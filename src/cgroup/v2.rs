@@ -24,13 +24,13 @@ pub fn counters(cg: &Cgroup) -> Result<Counters, CgroupError> {
     })
 }
 
+/// What [`memory`] reads.
+pub const FIGURES: [&str; 3] = ["memory.max", "memory.peak", "memory.current"];
+
 pub fn memory(cg: &Cgroup) -> Memory {
-    Memory {
-        limit_bytes: cg.number("memory.max").flatten(),
-        peak_bytes: cg.number("memory.peak").flatten(),
-        usage_bytes: cg.number("memory.current").flatten(),
-        ancestor_free: None,
-    }
+    let num = |name| cg.number(name).flatten();
+    let [limit, peak, usage] = FIGURES;
+    Memory { limit_bytes: num(limit), peak_bytes: num(peak), usage_bytes: num(usage), ancestor_free: None }
 }
 
 /// Whether `memory.peak` came within the margin of `memory.max` (see [`Counters::peak_at_limit`]).

@@ -208,7 +208,7 @@ impl<'a> OomWatch<'a> {
         let mut headroom = Headroom::default();
         let mut victims = match &mut cgroup {
             Ok(cg) => {
-                cg.open_figures();
+                let figures = cg.open_figures();
                 match cg.watch() {
                     Ok(w) => {
                         diag!(2, "watching {} ({})", cg.path().display(), w.describe());
@@ -222,7 +222,6 @@ impl<'a> OomWatch<'a> {
                 // After the OOM notification, which must be in place before the command can fill
                 // the cgroup.
                 let mut victims = Victims::new(Some((cg.path(), cg.version)), main, argv, budget);
-                let figures = cg.memory();
                 // A limit of its own or an ancestor's: the cgroup can fill.
                 if figures.free().is_some() {
                     victims.prefault();
