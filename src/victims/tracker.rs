@@ -636,6 +636,20 @@ mod tests {
     }
 
     #[test]
+    fn the_main_process_is_first_read_at_a_listing_not_at_a_look() {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut t = Tracker::new(None, false, 16, ArgvShown::All);
+        t.follow_main(child.id() as pid_t, vec!["sleep".into(), "5".into()]);
+        t.look(1);
+        assert!(t.entries[0].unread && t.entries[0].comm().is_none(), "a look makes no first read");
+        t.list(1);
+        assert!(!t.entries[0].unread);
+        assert_eq!(t.entries[0].comm().as_deref(), Some("sleep"));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
     fn following_stops_at_the_descriptor_budget() {
         let mut children: Vec<_> =
             (0..6).map(|_| std::process::Command::new("sleep").arg("5").spawn().unwrap()).collect();
