@@ -50,6 +50,7 @@ fuzz_target!(|data: &[u8]| {
         limit_bytes: keyed::single(base).flatten().and_then(keyed::v1_limit),
         peak_bytes: None,
         usage_bytes: keyed::single(now).flatten(),
+        ancestor_free: keyed::single(base).flatten(),
     };
     let _ = memory.free();
 });
