@@ -30,19 +30,12 @@ impl Ancestor {
     /// The ancestor whose limit is lower than `own` (None: unlimited) and than any other's, for
     /// the cgroup at `dir`; `stat`: its `memory.stat` (v1's fallback).
     pub fn find(version: Version, dir: &Path, own: Option<u64>, stat: Option<&str>) -> Option<Ancestor> {
-        let (limit_file, usage_file) = match version {
-            Version::V1 => ("memory.limit_in_bytes", "memory.usage_in_bytes"),
-            Version::V2 => ("memory.max", "memory.current"),
-        };
+        let (limit_file, usage_file) = files(version);
         let mut lowest = own.unwrap_or(u64::MAX);
         let mut found = None;
         // A directory without the limit file is above the hierarchy's root (or a namespace's).
         let parents = dir.ancestors().skip(1).take(DEPTH);
-        for (parent, text) in parents.map_while(|p| Some((p, read_small(&p.join(limit_file))?))) {
-            let limit = match version {
-                Version::V1 => keyed::single(&text).flatten().and_then(keyed::v1_limit),
-                Version::V2 => keyed::single(&text).flatten(),
-            };
+        for (parent, limit) in parents.map_while(|p| Some((p, read_limit(version, &p.join(limit_file))?))) {
             if let Some(limit) = limit.filter(|&l| l < lowest) {
                 lowest = limit;
                 found = Some(parent);
@@ -81,11 +74,25 @@ impl Ancestor {
     }
 }
 
-/// A small file's text, read once; None if it is not there.
-fn read_small(path: &Path) -> Option<String> {
+/// The limit file and the usage file of a cgroup: those [`Cgroup::memory`](super::Cgroup::memory)
+/// reads.
+fn files(version: Version) -> (&'static str, &'static str) {
+    let [limit, _, usage] = match version {
+        Version::V1 => super::v1::FIGURES,
+        Version::V2 => super::v2::FIGURES,
+    };
+    (limit, usage)
+}
+
+/// The limit in the limit file at `path`: None if the file is not there, Some(None) for none.
+fn read_limit(version: Version, path: &Path) -> Option<Option<u64>> {
     let mut buf = [0u8; 32];
     let n = crate::open::read_only(path).ok()?.read_at(&mut buf, 0).ok()?;
-    Some(String::from_utf8_lossy(buf.get(..n)?).into_owned())
+    let limit = std::str::from_utf8(buf.get(..n)?).ok().and_then(keyed::single).flatten();
+    Some(match version {
+        Version::V1 => limit.and_then(keyed::v1_limit),
+        Version::V2 => limit,
+    })
 }
 
 #[cfg(test)]
@@ -100,10 +107,7 @@ mod tests {
     /// `pod/ctr` under a root: the root's limit (None: no files), the pod's limit and usage, the
     /// container's limit.
     fn tree(version: Version, root: Option<&str>, pod: (&str, &str), ctr: &str) -> (Dir, std::path::PathBuf) {
-        let (limit, usage) = match version {
-            Version::V1 => ("memory.limit_in_bytes", "memory.usage_in_bytes"),
-            Version::V2 => ("memory.max", "memory.current"),
-        };
+        let (limit, usage) = files(version);
         let d = Dir::with(&[]);
         let pod_dir = d.0.join("pod");
         let ctr_dir = pod_dir.join("ctr");

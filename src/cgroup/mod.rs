@@ -226,21 +226,16 @@ impl Cgroup {
                 let _ = std::os::unix::fs::FileExt::read_at(f, &mut [0u8; 1], 0);
             }
         }
-        let mut m = match self.version {
-            Version::V1 => v1::memory(self),
-            Version::V2 => v2::memory(self),
-        };
-        self.stat_buf = vec![0; STAT_BYTES];
-        let mut buf = std::mem::take(&mut self.stat_buf);
+        let own = self.own_figures();
+        let mut buf = vec![0; STAT_BYTES];
         let stat = self.read(STAT, &mut buf).ok();
-        self.ancestor = Ancestor::find(self.version, &self.dir, m.limit_bytes, stat);
+        self.ancestor = Ancestor::find(self.version, &self.dir, own.limit_bytes, stat);
         self.stat_buf = buf;
         if let Some(a) = &self.ancestor {
             crate::diag!(2, "a lower limit above the cgroup: {} bytes", a.limit());
-            // Its usage file's first read.
-            m.ancestor_free = a.free(m.usage_bytes);
         }
-        m
+        // The ancestor's usage file: its first read.
+        self.with_ancestor(own)
     }
 
     fn open_optional(&mut self, names: &[&'static str]) {
@@ -317,12 +312,21 @@ impl Cgroup {
     }
 
     pub fn memory(&self) -> Memory {
-        let mut m = match self.version {
+        self.with_ancestor(self.own_figures())
+    }
+
+    /// The cgroup's own limit, peak and usage.
+    fn own_figures(&self) -> Memory {
+        match self.version {
             Version::V1 => v1::memory(self),
             Version::V2 => v2::memory(self),
-        };
-        m.ancestor_free = self.ancestor.as_ref().and_then(|a| a.free(m.usage_bytes));
-        m
+        }
+    }
+
+    /// `own`, with the room below the ancestor's lower limit where there is one.
+    fn with_ancestor(&self, own: Memory) -> Memory {
+        let ancestor_free = self.ancestor.as_ref().and_then(|a| a.free(own.usage_bytes));
+        Memory { ancestor_free, ..own }
     }
 
     /// Register for wake-ups, or say why not (EROFS on Docker's read-only cgroupfs, say).

@@ -147,12 +147,19 @@ impl Headroom {
     pub fn before_listing(&mut self, memory: impl FnOnce() -> Memory) -> bool {
         let m = memory();
         if self.reserve.held {
-            if !has_room(m, RESERVE_BYTES as u64) {
-                self.reserve.release();
-            }
+            self.give_back_if_full(m);
             return true;
         }
         m.free().map_or(true, |free| free >= ROOM)
+    }
+
+    /// Give the reserve back if the cgroup, as `m` says, has no room for it. Whether it did.
+    fn give_back_if_full(&mut self, m: Memory) -> bool {
+        let full = self.reserve.held && !has_room(m, RESERVE_BYTES as u64);
+        if full {
+            self.reserve.release();
+        }
+        full
     }
 
     /// Before a write at or near the limit (a record into a pipe, a page of a file): the reserve
@@ -161,8 +168,12 @@ impl Headroom {
     /// warning, written after a listing had used the reserve, was the charge of an OOM that
     /// took oominit too.
     pub fn room_to_write(&mut self, memory: impl Fn() -> Memory) -> bool {
-        let _ = self.before_listing(&memory);
-        memory().free().map_or(true, |free| free >= WRITE_ROOM)
+        let mut m = memory();
+        // Read again only where the reserve given back changed the figures.
+        if self.give_back_if_full(m) {
+            m = memory();
+        }
+        m.free().map_or(true, |free| free >= WRITE_ROOM)
     }
 
     /// Take the reserve again once it fits with room to spare: never itself the charge that
@@ -414,6 +425,27 @@ mod tests {
         assert!(!h.reserve.held, "it would fit, but not with room to spare");
         h.retake(|| at(96 * MIB, 60 * MIB));
         assert!(h.reserve.held);
+    }
+
+    #[test]
+    fn a_write_reads_the_figures_again_only_after_giving_the_reserve_back() {
+        let reads = std::cell::Cell::new(0);
+        let counted = |m: Memory| {
+            let reads = &reads;
+            move || {
+                reads.set(reads.get() + 1);
+                m
+            }
+        };
+        let mut h = Headroom::default();
+        h.hold_reserve();
+        assert!(h.room_to_write(counted(at(96 * MIB, 90 * MIB))));
+        assert_eq!((reads.get(), h.reserve.held), (1, true), "room: one read, the reserve kept");
+        assert!(!h.room_to_write(counted(at(96 * MIB, 96 * MIB))), "full even after giving it back");
+        assert_eq!((reads.get(), h.reserve.held), (3, false), "given back, then read again");
+        assert!(h.room_to_write(counted(at(96 * MIB, 96 * MIB - WRITE_ROOM))));
+        assert_eq!(reads.get(), 4, "nothing to give back: one read");
+        assert!(h.room_to_write(counted(Memory::default())), "no limit");
     }
 
     #[test]
