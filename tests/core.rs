@@ -55,6 +55,39 @@ fn usage_errors_exit_2_with_one_line() {
     }
 }
 
+#[test]
+fn arguments_reach_the_command_byte_for_byte() {
+    use std::os::unix::ffi::OsStrExt;
+    let odd = std::ffi::OsStr::from_bytes(b"\xff\x01 two words");
+    let out = run_cmd(Command::new(oominit()).args([
+        "--".as_ref(),
+        "printf".as_ref(),
+        "%s|".as_ref(),
+        odd,
+        "".as_ref(),
+    ]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(out.stdout, b"\xff\x01 two words||");
+}
+
+#[test]
+fn closed_standard_descriptors_are_reopened_on_dev_null() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(oominit());
+    // The command's fd 2 is oominit's: /dev/null, not a file oominit opened (or none).
+    cmd.args(["--", "readlink", "/proc/self/fd/2"]).stderr(Stdio::null());
+    // SAFETY: close is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::libc::close(2);
+            Ok(())
+        })
+    };
+    let out = run_cmd(&mut cmd);
+    assert_eq!(code(&out), 0);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "/dev/null");
+}
+
 type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a std::ffi::OsStr)>);
 
 #[test]
