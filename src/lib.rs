@@ -204,7 +204,7 @@ fn exit_record(
 /// --init` puts docker-init there, a shell may run oominit by hand) it must be that subreaper, or
 /// the zombies of the command's grandchildren would escape it. No warning: it is simply done.
 fn become_reaper(cfg: &Config) {
-    if std::process::id() == 1 && !cfg.subreaper {
+    if procfs::me() == 1 && !cfg.subreaper {
         return;
     }
     // SAFETY: prctl with integer arguments.

@@ -7,7 +7,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -28,6 +28,23 @@ pub fn write_only(path: impl AsRef<Path>) -> io::Result<File> {
     open(path.as_ref(), libc::O_WRONLY)
 }
 
+/// A second descriptor of `fd`, close-on-exec. musl's `F_DUPFD_CLOEXEC` adds an `F_SETFD` too.
+pub fn duplicate(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl with an integer argument returns a new descriptor or -1.
+    let new = unsafe { libc::syscall(libc::SYS_fcntl, fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    let new = owned(new)?;
+    // SAFETY: a descriptor fcntl just made, owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// A raw system call's descriptor, or its error.
+fn owned(fd: libc::c_long) -> io::Result<libc::c_int> {
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    libc::c_int::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
+}
+
 fn open(path: &Path, flags: libc::c_int) -> io::Result<File> {
     let bytes = path.as_os_str().as_bytes();
     // Short paths (all of /proc's, most cgroups') on the stack: no allocation at a listing.
@@ -46,10 +63,7 @@ fn open(path: &Path, flags: libc::c_int) -> io::Result<File> {
     // SAFETY: `c` is NUL-terminated (the stack buffer is zeroed past the path) and outlives the
     // call; openat returns a new descriptor, owned by nothing else, or -1.
     let fd = unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, c, flags | libc::O_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd = libc::c_int::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    let fd = owned(fd)?;
     // SAFETY: see above.
     Ok(unsafe { File::from_raw_fd(fd) })
 }
@@ -79,5 +93,19 @@ mod tests {
             io::ErrorKind::InvalidInput
         );
         assert!(write_only("/nonexistent/x").is_err());
+    }
+
+    #[test]
+    fn a_duplicate_is_the_same_file_close_on_exec() {
+        use std::io::{Seek, SeekFrom};
+        let mut f = read_only("/proc/self/stat").unwrap();
+        let dup = duplicate(std::os::fd::AsFd::as_fd(&f)).unwrap();
+        assert_ne!(dup.as_raw_fd(), f.as_raw_fd());
+        f.seek(SeekFrom::Start(3)).unwrap();
+        // One open file: the offset is shared.
+        let mut g = File::from(dup);
+        assert_eq!(g.stream_position().unwrap(), 3);
+        let flags = unsafe { libc::fcntl(g.as_raw_fd(), libc::F_GETFD) };
+        assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
     }
 }

@@ -6,6 +6,21 @@ use std::fs;
 
 use nix::libc::pid_t;
 
+/// oominit's own PID. getpid() is a system call under musl: asked once (the start-up paths ask
+/// it four times).
+pub fn me() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+    static ME: AtomicU32 = AtomicU32::new(0);
+    match ME.load(Relaxed) {
+        0 => {
+            let pid = std::process::id();
+            ME.store(pid, Relaxed);
+            pid
+        }
+        pid => pid,
+    }
+}
+
 /// The parent pid from the text of `/proc/PID/stat`. The command name in parentheses may itself
 /// hold spaces and parentheses, so the fields after it are found from the LAST ')'.
 pub fn stat_ppid(stat: &str) -> Option<pid_t> {

@@ -126,8 +126,6 @@ struct Supervisor<'c, 'w> {
     cfg: &'c Config,
     watcher: &'w mut dyn Watcher,
     main: pid_t,
-    /// getpid() is a syscall under musl; asked once, not once per signal.
-    me: u32,
     phase: Phase,
     main_status: Option<Status>,
     sigkilled_main: bool,
@@ -150,7 +148,6 @@ pub fn supervise(
         cfg,
         watcher,
         main,
-        me: std::process::id(),
         phase: Phase::Running,
         main_status: None,
         sigkilled_main: false,
@@ -294,7 +291,7 @@ impl Supervisor<'_, '_> {
             let action = self.watcher.on_timer();
             self.act(action);
         }
-        let is_pid1 = self.me == 1;
+        let is_pid1 = procfs::me() == 1;
         match self.phase {
             Phase::Stopping(t) | Phase::Grace(t) if t <= now => {
                 diag!(1, "grace period over: sending SIGKILL to the remaining processes");
@@ -382,7 +379,7 @@ impl Supervisor<'_, '_> {
             }
             // Raised by oominit against itself, such as SIGPIPE from writing a record to a closed
             // pipe (blocked, so it queues here instead of killing PID 1): not the command's.
-            if pid == self.me {
+            if pid == procfs::me() {
                 diag!(3, "{} raised by oominit itself: not forwarded", signals::name(signo));
                 continue;
             }
@@ -426,7 +423,7 @@ fn signal_rest(is_pid1: bool, main: pid_t, signo: i32) -> bool {
         let _ = signals::send(-1, signo);
         return true;
     }
-    match procfs::descendants(std::process::id() as pid_t) {
+    match procfs::descendants(procfs::me() as pid_t) {
         Ok(pids) => {
             for pid in pids {
                 let _ = signals::send(pid, signo);

@@ -32,6 +32,17 @@ impl Ancestor {
     pub fn find(version: Version, dir: &Path, own: Option<u64>, stat: Option<&str>) -> Option<Ancestor> {
         let (limit_file, usage_file) = files(version);
         let mut lowest = own.unwrap_or(u64::MAX);
+        // v1's hierarchical limit is the lowest up the whole tree (u64::MAX: none): none lower,
+        // none to look for (and no opens: each is a start-up system call).
+        let hierarchical = match version {
+            Version::V1 => stat
+                .and_then(|s| keyed::get(s, "hierarchical_memory_limit"))
+                .map(|h| keyed::v1_limit(h).unwrap_or(u64::MAX)),
+            Version::V2 => None,
+        };
+        if hierarchical.is_some_and(|h| h >= lowest) {
+            return None;
+        }
         let mut found = None;
         // A directory without the limit file is above the hierarchy's root (or a namespace's).
         let parents = dir.ancestors().skip(1).take(DEPTH);
@@ -44,12 +55,6 @@ impl Ancestor {
         if let Some(usage) = found.and_then(|p| crate::open::read_only(p.join(usage_file)).ok()) {
             return Some(Ancestor::Visible { limit: lowest, usage });
         }
-        let hierarchical = match version {
-            Version::V1 => {
-                stat.and_then(|s| keyed::get(s, "hierarchical_memory_limit")).and_then(keyed::v1_limit)
-            }
-            Version::V2 => None,
-        };
         hierarchical.filter(|&l| l < lowest).map(Ancestor::Hierarchical)
     }
 
@@ -143,6 +148,17 @@ mod tests {
         // The root's own limit lower than the pod's (a node's slice, say).
         let (_d, ctr) = tree(Version::V1, Some("8388608\n"), ("33554432\n", "0\n"), V1_UNLIMITED);
         assert_eq!(Ancestor::find(Version::V1, &ctr, None, None).map(|a| a.limit()), Some(8 * MIB));
+    }
+
+    #[test]
+    fn v1_walks_up_only_when_the_hierarchical_limit_is_below_its_own() {
+        let (_d, ctr) = tree(Version::V1, None, ("33554432\n", "0\n"), V1_UNLIMITED);
+        let lower = "hierarchical_memory_limit 33554432\n";
+        let a = Ancestor::find(Version::V1, &ctr, None, Some(lower)).unwrap();
+        assert!(matches!(a, Ancestor::Visible { limit, .. } if limit == 32 * MIB), "{a:?}");
+        // The kernel's figure says no ancestor's is lower: the files above are not read.
+        let none_lower = "hierarchical_memory_limit 9223372036854771712\n";
+        assert!(Ancestor::find(Version::V1, &ctr, None, Some(none_lower)).is_none());
     }
 
     #[test]

@@ -153,13 +153,17 @@ impl Memory {
 /// How much of `cgroup.procs` is read to find this process in the cgroup's usual place.
 const PROCS_BYTES: usize = 16 * 1024;
 
-/// A /proc file in one read where it fits: std's `read_to_string` probes a size-0 proc file with
-/// 32-byte reads, eight syscalls and as many reallocations for a mountinfo, at every container start.
+/// The most of a /proc file discovery reads: a host's mountinfo with some 10,000 mounts.
+const PROC_BYTES: u64 = 2 << 20;
+
+/// A /proc file in one read where it fits. std's `read_to_string` of a `File` asks its size
+/// first (fstat, lseek: a proc file says 0), then probes with 32-byte reads, eight syscalls and
+/// as many reallocations for a mountinfo, at every container start. Through `take`, neither.
 fn read_proc(path: &str) -> Result<String, CgroupError> {
     use std::io::Read;
     let mut text = String::with_capacity(16 * 1024);
     crate::open::read_only(path)
-        .and_then(|mut f| f.read_to_string(&mut text))
+        .and_then(|f| f.take(PROC_BYTES).read_to_string(&mut text))
         .map_err(|e| CgroupError::io("reading", path, e))?;
     Ok(text)
 }
@@ -182,7 +186,7 @@ impl Cgroup {
             Some(text)
         };
         // The counters' file opens only where the controller is: else mountinfo decides.
-        let found = discover::usual_place(usual, path, std::process::id(), procs)
+        let found = discover::usual_place(usual, path, crate::procfs::me(), procs)
             .and_then(|dir| Cgroup::open(version, dir).ok());
         if let Some(cg) = found {
             return Ok(cg);
@@ -245,13 +249,18 @@ impl Cgroup {
         );
     }
 
+    /// A file held open, by name.
+    fn held(&self, name: &str) -> Option<&fs::File> {
+        self.files.iter().find(|(n, _)| *n == name).map(|(_, f)| f)
+    }
+
     fn file(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
     /// Re-read a held-open file from offset 0 into `buf`: its text.
     fn read<'b>(&self, name: &str, buf: &'b mut [u8]) -> Result<&'b str, CgroupError> {
-        let Some((_, f)) = self.files.iter().find(|(n, _)| *n == name) else {
+        let Some(f) = self.held(name) else {
             return Err(CgroupError::NotOpen(self.file(name)));
         };
         let n = std::os::unix::fs::FileExt::read_at(f, buf, 0)

@@ -2,9 +2,8 @@
 //! `memory.failcnt`, and the eventfd notifications of `cgroup.event_control`: the OOM
 //! notification, and usage thresholds near the limit.
 
-use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
@@ -84,10 +83,20 @@ pub fn memory(cg: &Cgroup) -> Memory {
 
 /// inotify never fires on v1 files; the kernel's v1 notification is an eventfd registered by
 /// writing "<eventfd> <fd of memory.oom_control>" to `cgroup.event_control`. It fires when this
-/// cgroup (or an ancestor, with use_hierarchy) hits its limit, not on a host-wide OOM. The file
-/// is returned to be held open: the registration lives as long as it does.
-pub fn notify_oom(cg: &Cgroup) -> Result<(OwnedFd, fs::File), CgroupError> {
-    register(cg, OOM_CONTROL, "")
+/// cgroup (or an ancestor, with use_hierarchy) hits its limit, not on a host-wide OOM. The
+/// `memory.oom_control` named is the counters' own, held open: the kernel takes the cgroup from
+/// it as it registers, and keeps the registration until the eventfd is closed.
+pub fn notify_oom(cg: &Cgroup) -> Result<OwnedFd, CgroupError> {
+    let efd = eventfd()?;
+    let control = cg.held(OOM_CONTROL).ok_or_else(|| CgroupError::NotOpen(cg.file(OOM_CONTROL)))?;
+    let line = format!("{} {}", efd.as_raw_fd(), control.as_raw_fd());
+    crate::open::write_only(cg.file("cgroup.event_control"))
+        .and_then(|mut f| f.write_all(line.as_bytes()))
+        .map_err(|e| CgroupError::Watch {
+        what: "registering with cgroup.event_control",
+        errno: e.raw_os_error(),
+    })?;
+    Ok(efd)
 }
 
 /// v1 notifies when an OOM *begins* (memcg1_oom_prepare), before the victim is chosen and
@@ -154,7 +163,7 @@ impl Registration {
 /// The registration of `thresholds` (ascending) on `efd`; None if it cannot be prepared.
 fn prepare(cg: &Cgroup, efd: &OwnedFd, limit: u64, thresholds: &[u64]) -> Option<Registration> {
     // The helper's own descriptor of the eventfd: it may outlive the event loop's.
-    let poke = efd.try_clone().ok()?;
+    let poke = crate::open::duplicate(efd.as_fd()).ok()?;
     let usage = crate::open::read_only(cg.file("memory.usage_in_bytes")).ok()?;
     let mut control = crate::open::write_only(cg.file("cgroup.event_control")).ok()?;
     let lines: Vec<(u64, String)> =
@@ -217,22 +226,6 @@ fn eventfd() -> Result<OwnedFd, CgroupError> {
     Ok(EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
         .map_err(|e| CgroupError::watch("eventfd", e))?
         .into())
-}
-
-fn register(cg: &Cgroup, name: &str, args: &str) -> Result<(OwnedFd, fs::File), CgroupError> {
-    let efd = eventfd()?;
-    let file =
-        crate::open::read_only(cg.file(name)).map_err(|e| CgroupError::io("opening", cg.file(name), e))?;
-    let line = format!("{} {}{args}", efd.as_raw_fd(), file.as_raw_fd());
-    OpenOptions::new()
-        .write(true)
-        .open(cg.file("cgroup.event_control"))
-        .and_then(|mut f| f.write_all(line.as_bytes()))
-        .map_err(|e| CgroupError::Watch {
-            what: "registering with cgroup.event_control",
-            errno: e.raw_os_error(),
-        })?;
-    Ok((efd, file))
 }
 
 #[cfg(test)]

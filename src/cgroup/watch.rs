@@ -8,7 +8,6 @@
 //!   counted; and an eventfd for usage crossing thresholds below the limit, the time to look at
 //!   the processes while there is room. It is silent on a host-wide OOM.
 
-use std::fs;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
@@ -43,11 +42,9 @@ pub struct Watch {
 
 enum Notify {
     Inotify(Inotify),
-    /// The eventfd, and the `memory.oom_control` its registration names: held open, never read,
-    /// for the registration lives as long as that file is open.
+    /// v1: the eventfd registered on `memory.oom_control`.
     EventFd {
         efd: OwnedFd,
-        _oom_control: fs::File,
     },
 }
 
@@ -55,9 +52,7 @@ impl Watch {
     /// Register for the cgroup's OOM notifications.
     pub(super) fn open(cg: &Cgroup) -> Result<Watch, CgroupError> {
         let notify = match cg.version {
-            Version::V1 => {
-                v1::notify_oom(cg).map(|(efd, file)| Notify::EventFd { efd, _oom_control: file })?
-            }
+            Version::V1 => v1::notify_oom(cg).map(|efd| Notify::EventFd { efd })?,
             Version::V2 => Notify::Inotify(v2::notify(cg)?),
         };
         Ok(Watch { notify, thresholds: None, rechecks: 0, pending: Vec::new() })

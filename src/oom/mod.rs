@@ -206,7 +206,7 @@ impl<'a> OomWatch<'a> {
         let budget = tracker::fd_budget(nofile());
         let mut watch = None;
         let mut headroom = Headroom::default();
-        let mut victims = match &mut cgroup {
+        let victims = match &mut cgroup {
             Ok(cg) => {
                 let figures = cg.open_figures();
                 match cg.watch() {
@@ -221,7 +221,8 @@ impl<'a> OomWatch<'a> {
                 }
                 // After the OOM notification, which must be in place before the command can fill
                 // the cgroup.
-                let mut victims = Victims::new(Some((cg.path(), cg.version)), main, argv, budget);
+                let silent = watch.as_ref().map_or(true, Watch::silent_below_limit);
+                let mut victims = Victims::new(Some((cg.path(), cg.version)), main, argv, budget, silent);
                 // A limit of its own or an ancestor's: the cgroup can fill.
                 if figures.free().is_some() {
                     victims.prefault();
@@ -232,11 +233,9 @@ impl<'a> OomWatch<'a> {
                 }
                 victims
             }
-            Err(_) => Victims::new(None, main, argv, budget),
+            Err(_) => Victims::new(None, main, argv, budget, false),
         };
-        let silent = watch.as_ref().map_or(true, Watch::silent_below_limit);
-        let listings =
-            (cgroup.is_ok() && silent && victims.watch_deaths()).then(|| Listings::new(Instant::now()));
+        let listings = victims.deaths_fd().is_some().then(|| Listings::new(Instant::now()));
         let mut w = OomWatch {
             cgroup,
             watch,

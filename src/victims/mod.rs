@@ -39,14 +39,22 @@ pub struct Victims {
 impl Victims {
     /// Follow the processes of the cgroup at `dir` (if any), and the main process `main` with the
     /// argv oominit ran, within `fd_budget` descriptors; `argv`: how much of the others' to show.
+    /// `deaths`: wake on their exits (see [`Tracker::watch_deaths`]), where the cgroup gives no
+    /// notification before its limit; [`Victims::deaths_fd`] then says whether it can.
     pub fn new(
         dir: Option<(&Path, Version)>,
         main: Option<(pid_t, Vec<String>)>,
         argv: ArgvShown,
         fd_budget: usize,
+        deaths: bool,
     ) -> Victims {
         let procs = dir.map(|(d, _)| d.join("cgroup.procs"));
         let mut tracker = Tracker::new(procs, matches!(dir, Some((_, Version::V1))), fd_budget, argv);
+        // Before the main process is followed: its pidfd goes straight into the set, where it
+        // would otherwise be opened twice (once to ask for exit statuses, once to wake on).
+        if deaths {
+            tracker.watch_deaths();
+        }
         if let Some((pid, argv)) = main {
             tracker.follow_main(pid, argv);
         }
@@ -57,11 +65,6 @@ impl Victims {
     pub fn prefault(&mut self) {
         self.tracker.prefault();
         self.named.prefault();
-    }
-
-    /// Wake on the followed processes' exits (see [`Tracker::watch_deaths`]): whether it can.
-    pub fn watch_deaths(&mut self) -> bool {
-        self.tracker.watch_deaths().is_some()
     }
 
     /// The descriptor readable when a followed process has exited, where deaths are watched.

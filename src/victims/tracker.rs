@@ -130,13 +130,13 @@ impl Tracker {
     /// Follow the processes listed in `procs` (a `cgroup.procs`; reopened at every listing when
     /// `reopen`), within `fd_budget` descriptors, reading as much of each argv as `argv` says.
     pub fn new(procs: Option<PathBuf>, reopen: bool, fd_budget: usize, argv: ArgvShown) -> Tracker {
-        // SAFETY: sysconf and getpid have no preconditions.
+        // SAFETY: sysconf has no preconditions.
         let page_size = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
         let mut t = Tracker {
             procs: procs.as_ref().and_then(|p| crate::open::read_only(p).ok()),
             reopen: procs.filter(|_| reopen),
             entries: Vec::new(),
-            me: std::process::id() as pid_t,
+            me: crate::procfs::me() as pid_t,
             main: None,
             page_size,
             pidfds: true,
@@ -360,7 +360,9 @@ impl Tracker {
         });
         fd.map_err(|e| {
             if pidfd::unsupported(e) {
+                // Nothing was added to a set of deaths either: it would never wake.
                 self.pidfds = false;
+                self.deaths = None;
             }
         })
         .ok()
@@ -369,10 +371,11 @@ impl Tracker {
     /// Wake on the followed processes' exits, through their pidfds (the ones followed so far
     /// get theirs now, within the budget). For a cgroup that gives no notification (v1 behind a
     /// read-only cgroupfs, as Docker mounts it): a worker's death is then the moment to look at
-    /// it, while its zombie still names it. Returns the descriptor to wake on.
-    pub fn watch_deaths(&mut self) -> Option<BorrowedFd<'_>> {
-        self.deaths = Some(Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).ok()?);
-        self.pidfds = true;
+    /// it, while its zombie still names it. Where the kernel has no pidfds nothing would ever
+    /// wake: [`Tracker::deaths_fd`] stays None.
+    pub fn watch_deaths(&mut self) {
+        let Ok(deaths) = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) else { return };
+        self.deaths = Some(deaths);
         for i in 0..self.entries.len() {
             let Some(t) = self.entries.get(i) else { break };
             if t.state != State::Alive || t.pidfd.is_some() || self.fds_held() >= self.fd_budget {
@@ -384,11 +387,6 @@ impl Tracker {
                 t.pidfd = fd;
             }
         }
-        if !self.pidfds {
-            // No pidfds here (before 5.3, or filtered): nothing would ever wake.
-            self.deaths = None;
-        }
-        self.deaths_fd()
     }
 
     pub fn deaths_fd(&self) -> Option<BorrowedFd<'_>> {
