@@ -87,15 +87,15 @@ pub fn memory(cg: &Cgroup) -> Memory {
 /// `memory.oom_control` named is the counters' own, held open: the kernel takes the cgroup from
 /// it as it registers, and keeps the registration until the eventfd is closed.
 pub fn notify_oom(cg: &Cgroup) -> Result<OwnedFd, CgroupError> {
-    let efd = eventfd()?;
     let control = cg.held(OOM_CONTROL).ok_or_else(|| CgroupError::NotOpen(cg.file(OOM_CONTROL)))?;
-    let line = format!("{} {}", efd.as_raw_fd(), control.as_raw_fd());
-    crate::open::write_only(cg.file("cgroup.event_control"))
-        .and_then(|mut f| f.write_all(line.as_bytes()))
-        .map_err(|e| CgroupError::Watch {
+    let failed = |e: std::io::Error| CgroupError::Watch {
         what: "registering with cgroup.event_control",
         errno: e.raw_os_error(),
-    })?;
+    };
+    // First: behind a read-only cgroupfs (Docker's) this open fails, and no eventfd is made.
+    let mut register = crate::open::write_only(cg.file("cgroup.event_control")).map_err(failed)?;
+    let efd = eventfd()?;
+    register.write_all(format!("{} {}", efd.as_raw_fd(), control.as_raw_fd()).as_bytes()).map_err(failed)?;
     Ok(efd)
 }
 
