@@ -299,7 +299,29 @@ pub fn prefault_stack() {
     } else {
         0
     };
-    touch_stack_pages((64 * 1024).min(limit / 4) / 4096);
+    let bytes = (64 * 1024).min(limit / 4);
+    // The pages below this frame: the stack's mapping reaches that far at exec (the kernel
+    // extends it by 128 KiB, within RLIMIT_STACK); where it does not, populate fails and the
+    // recursion grows it.
+    let here = std::ptr::addr_of!(lim) as usize;
+    if !populate(here.saturating_sub(bytes), bytes) {
+        touch_stack_pages(bytes / 4096);
+    }
+}
+
+/// Fault in the pages of `len` bytes at `start` for writing, in one call (MADV_POPULATE_WRITE,
+/// Linux 5.14): from then on they are charged to the cgroup, as if touched, without an exception
+/// a page (some 25 us each under TCG emulation, 16 pages for the stack and as many for the
+/// reserve at every start). false where the kernel cannot (older, or part of the range not
+/// mapped): the caller touches the pages instead.
+fn populate(start: usize, len: usize) -> bool {
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let first = start & !page.wrapping_sub(1);
+    let Some(len) = start.checked_add(len).and_then(|end| end.checked_sub(first)) else { return false };
+    // SAFETY: MADV_POPULATE_WRITE faults pages in as a write would, without changing their
+    // contents; an address not mapped is an error (ENOMEM), not a write.
+    unsafe { libc::madvise(first as *mut libc::c_void, len, libc::MADV_POPULATE_WRITE) == 0 }
 }
 
 #[inline(never)]
@@ -348,13 +370,16 @@ impl Reserve {
     /// Fault every page in: from here on they are charged to the cgroup.
     fn hold(&mut self) {
         let Some(at) = self.at else { return };
+        self.held = true;
+        if populate(at, RESERVE_BYTES) {
+            return;
+        }
         for page in (0..RESERVE_BYTES).step_by(4096) {
             // SAFETY: inside the RESERVE_BYTES-long writable mapping made in `new`, which lives as
             // long as oominit (never unmapped). A volatile write, so the touch is not optimised
             // away.
             unsafe { std::ptr::write_volatile((at + page) as *mut u8, 1) };
         }
-        self.held = true;
     }
 
     /// Give the pages back to the kernel, and so the room they take to the cgroup.
@@ -373,6 +398,34 @@ mod tests {
     use Listing::*;
 
     const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn populate_faults_every_page_in_and_refuses_an_unmapped_range() {
+        let len = 4 * 4096;
+        // SAFETY: a fresh private anonymous mapping, unmapped below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        let resident = || {
+            let mut v = [0u8; 4];
+            assert_eq!(unsafe { libc::mincore(p, len, v.as_mut_ptr()) }, 0);
+            v.iter().filter(|b| **b & 1 == 1).count()
+        };
+        assert_eq!(resident(), 0);
+        // From an address inside the first page: the whole page is in.
+        assert!(populate(p as usize + 100, len - 100), "MADV_POPULATE_WRITE needs Linux 5.14");
+        assert_eq!(resident(), 4);
+        unsafe { libc::munmap(p, len) };
+        assert!(!populate(p as usize, len), "an unmapped range");
+    }
 
     #[test]
     fn the_images_segments_on_adjacent_pages_are_locked_in_one_call() {
