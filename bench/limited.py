@@ -45,23 +45,45 @@ def memory_mount():
     return None, None
 
 
-def on_host(oominit, spawnloop, rounds, calls, read_only):
+def cpu_cgroup():
+    """This process's cgroup directory in the v1 cpu controller, or None."""
+    for line in open("/proc/self/cgroup"):
+        _, controllers, path = line.strip().split(":", 2)
+        if "cpu" in controllers.split(",") and os.path.isdir("/sys/fs/cgroup/cpu"):
+            return "/sys/fs/cgroup/cpu" + path
+    return None
+
+
+def on_host(oominit, spawnloop, rounds, calls, read_only, cpu_group=False):
+    """`cpu_group`: in a cpu cgroup of its own too, as Docker puts a container (CFS group
+    scheduling then keeps the command on the init's CPU, where without one it starts on the
+    other: the init's own work at start is no longer done beside the command's exec)."""
     mount, own = memory_mount()
     if not own:
         return "not measured: no cgroup v1 memory controller here (cgroup v2 is measured in the VM)"
-    cg = os.path.join(own, f"oominit-bench-limit-{os.getpid()}")
+    cpu = cpu_cgroup() if cpu_group else None
+    if cpu_group and not cpu:
+        return "not measured: no cgroup v1 cpu controller here"
+    name = f"oominit-bench-limit-{os.getpid()}"
+    cg = os.path.join(own, name)
     os.mkdir(cg)
+    if cpu:
+        cpu = os.path.join(cpu, name)
+        os.mkdir(cpu)
     try:
         with open(os.path.join(cg, "memory.limit_in_bytes"), "w") as f:
             f.write(LIMIT)
         args = " ".join(loop_args(spawnloop, rounds, calls, oominit, TINI, ["/bin/true"]))
         ro = f"mount -o remount,bind,ro {mount} && ! touch {cg}/cgroup.procs 2>/dev/null && " if read_only else ""
-        script = f"echo $$ > {cg}/cgroup.procs && {ro}exec {args}"
+        join_cpu = f"echo $$ > {cpu}/cgroup.procs && " if cpu else ""
+        script = f"echo $$ > {cg}/cgroup.procs && {join_cpu}{ro}exec {args}"
         cmd = (["unshare", "--mount"] if read_only else []) + ["sh", "-c", script]
         p = subprocess.run(cmd, capture_output=True, text=True)
         return parse(p.stdout) or f"not measured: {p.stderr.strip()[-300:]}"
     finally:
         remove_cgroup(cg)
+        if cpu:
+            remove_cgroup(cpu)
 
 
 def remove_cgroup(cg):
@@ -132,6 +154,7 @@ def measure(oominit, examples, rounds, calls):
     return [
         ("v1 cgroupfs writable", on_host(oominit, spawnloop, rounds, calls, read_only=False)),
         ("v1 cgroupfs read-only", on_host(oominit, spawnloop, rounds, calls, read_only=True)),
+        ("v1 writable, own cpu cgroup", on_host(oominit, spawnloop, rounds, calls, False, cpu_group=True)),
         ("Docker container (v1, read-only)", in_docker(oominit, spawnloop, rounds, calls)),
         ("cgroup v2, VM (6.1, TCG)", in_vm(oominit, spawnloop, max(3, rounds // 2), max(20, calls // 4))),
     ]
