@@ -122,7 +122,7 @@ impl Watch {
     fn notify_fd(&self) -> BorrowedFd<'_> {
         match &self.notify {
             Notify::Inotify(i) => i.as_fd(),
-            Notify::EventFd { efd, .. } => efd.as_fd(),
+            Notify::EventFd { efd } => efd.as_fd(),
         }
     }
 

@@ -242,8 +242,7 @@ unsafe extern "C" fn lock_segments(
         // SAFETY: the loader's program headers, dlpi_phnum of them.
         unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) }
     };
-    // SAFETY: sysconf has no preconditions.
-    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let page = page_size() as u64;
     let mut lock = |(start, end): (u64, u64)| {
         let (Ok(start), Ok(len)) = (usize::try_from(start), usize::try_from(end.saturating_sub(start)))
         else {
@@ -309,19 +308,38 @@ pub fn prefault_stack() {
     }
 }
 
+/// A fresh private anonymous mapping of `len` bytes, none of its pages in yet: its address.
+fn anonymous(len: usize) -> Option<usize> {
+    // SAFETY: a new mapping, aliased by nothing; the kernel picks the address.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    (p != libc::MAP_FAILED).then_some(p as usize)
+}
+
 /// Fault in the pages of `len` bytes at `start` for writing, in one call (MADV_POPULATE_WRITE,
 /// Linux 5.14): from then on they are charged to the cgroup, as if touched, without an exception
 /// a page (some 25 us each under TCG emulation, 16 pages for the stack and as many for the
 /// reserve at every start). false where the kernel cannot (older, or part of the range not
 /// mapped): the caller touches the pages instead.
 fn populate(start: usize, len: usize) -> bool {
-    // SAFETY: sysconf has no preconditions.
-    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-    let first = start & !page.wrapping_sub(1);
+    let first = start & !page_size().wrapping_sub(1);
     let Some(len) = start.checked_add(len).and_then(|end| end.checked_sub(first)) else { return false };
     // SAFETY: MADV_POPULATE_WRITE faults pages in as a write would, without changing their
     // contents; an address not mapped is an error (ENOMEM), not a write.
     unsafe { libc::madvise(first as *mut libc::c_void, len, libc::MADV_POPULATE_WRITE) == 0 }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions (musl answers from the auxiliary vector).
+    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
 }
 
 #[inline(never)]
@@ -351,18 +369,7 @@ struct Reserve {
 impl Reserve {
     /// Map the reserve and fault it in; without a mapping there is simply no reserve.
     fn new() -> Reserve {
-        // SAFETY: a fresh private anonymous mapping, not aliased by anything else.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                RESERVE_BYTES,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        let mut r = Reserve { at: (p != libc::MAP_FAILED).then_some(p as usize), held: false };
+        let mut r = Reserve { at: anonymous(RESERVE_BYTES), held: false };
         r.hold();
         r
     }
@@ -401,19 +408,8 @@ mod tests {
 
     #[test]
     fn populate_faults_every_page_in_and_refuses_an_unmapped_range() {
-        let len = 4 * 4096;
-        // SAFETY: a fresh private anonymous mapping, unmapped below.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
+        let len = 4 * page_size();
+        let p = anonymous(len).unwrap() as *mut libc::c_void;
         let resident = || {
             let mut v = [0u8; 4];
             assert_eq!(unsafe { libc::mincore(p, len, v.as_mut_ptr()) }, 0);

@@ -109,7 +109,6 @@ pub struct Tracker {
     /// open, as the other cgroup files are, not to allocate while the cgroup is full.
     reopen: Option<PathBuf>,
     pub entries: Vec<Tracked>,
-    me: pid_t,
     main: Option<pid_t>,
     page_size: u64,
     /// Cleared when the kernel has no usable pidfds.
@@ -136,7 +135,6 @@ impl Tracker {
             procs: procs.as_ref().and_then(|p| crate::open::read_only(p).ok()),
             reopen: procs.filter(|_| reopen),
             entries: Vec::new(),
-            me: crate::procfs::me() as pid_t,
             main: None,
             page_size,
             pidfds: true,
@@ -200,9 +198,10 @@ impl Tracker {
         let text = std::mem::take(&mut self.buf);
         let pids =
             text.split(|b| b.is_ascii_whitespace()).filter_map(|p| std::str::from_utf8(p).ok()?.parse().ok());
+        let me = crate::procfs::me() as pid_t;
         for pid in pids {
             // 0: a process outside oominit's PID namespace.
-            if pid != 0 && pid != self.me && !self.entries.iter().any(|t| t.pid == pid) {
+            if pid != 0 && pid != me && !self.entries.iter().any(|t| t.pid == pid) {
                 self.follow(pid, false, None, reads);
             }
         }
