@@ -195,12 +195,16 @@ impl<'a> OomWatch<'a> {
     /// `argv`: how much of other processes' argv to read),
     /// and touch what an OOM will need. A kill in between is still counted against the baseline;
     /// its live event comes at the next wake, reap or exit.
+    /// `running` false: nothing is left to watch (the main process has ended already, or never
+    /// started), and only what the exit record needs is done: the figure files, main followed to
+    /// its reap.
     pub fn arm(
         baseline: Baseline,
         main: Option<(pid_t, Vec<String>)>,
         argv: ArgvShown,
         sink: &'a Sink,
         termlog: TerminationLog,
+        running: bool,
     ) -> OomWatch<'a> {
         let Baseline { mut cgroup, counters } = baseline;
         let budget = tracker::fd_budget(nofile());
@@ -209,22 +213,23 @@ impl<'a> OomWatch<'a> {
         let victims = match &mut cgroup {
             Ok(cg) => {
                 let figures = cg.open_figures();
-                match cg.watch() {
-                    Ok(w) => {
+                match running.then(|| cg.watch()) {
+                    None => {}
+                    Some(Ok(w)) => {
                         diag!(2, "watching {} ({})", cg.path().display(), w.describe());
                         watch = Some(w);
                     }
-                    Err(e) => diag!(
+                    Some(Err(e)) => diag!(
                         1,
                         "no OOM notification ({e}): counters re-read at reaps, at exit and at the followed processes' exits"
                     ),
                 }
-                // After the OOM notification, which must be in place before the command can fill
-                // the cgroup.
-                let silent = watch.as_ref().map_or(true, Watch::silent_below_limit);
+                // After the OOM notification, which must be in place before oominit's own charges
+                // below can fill the cgroup.
+                let silent = running && watch.as_ref().map_or(true, Watch::silent_below_limit);
                 let mut victims = Victims::new(Some((cg.path(), cg.version)), main, argv, budget, silent);
                 // A limit of its own or an ancestor's: the cgroup can fill.
-                if figures.free().is_some() {
+                if running && figures.free().is_some() {
                     victims.prefault();
                     headroom.hold_reserve();
                 }
@@ -255,9 +260,13 @@ impl<'a> OomWatch<'a> {
             stop_on_leaf: false,
             stop_asked: false,
             listings,
-            host: Host::open(),
+            // The host's figures are a baseline for kills to come.
+            host: if running { Host::open() } else { Host::default() },
             pre_oom: None,
         };
+        if !running {
+            return w;
+        }
         // A dry run with every field as long as it can be, to warm the serializer and its buffer
         // (made up: the cgroup's own figures would cost another read of memory.stat at start).
         let most = Some(u64::MAX);
