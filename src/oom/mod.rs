@@ -212,7 +212,7 @@ impl<'a> OomWatch<'a> {
         let mut headroom = Headroom::default();
         let victims = match &mut cgroup {
             Ok(cg) => {
-                let figures = cg.open_figures();
+                let figures = cg.open_figures(running);
                 match running.then(|| cg.watch()) {
                     None => {}
                     Some(Ok(w)) => {
@@ -227,13 +227,15 @@ impl<'a> OomWatch<'a> {
                 // After the OOM notification, which must be in place before oominit's own charges
                 // below can fill the cgroup.
                 let silent = running && watch.as_ref().map_or(true, Watch::silent_below_limit);
-                let mut victims = Victims::new(Some((cg.path(), cg.version)), main, argv, budget, silent);
+                // With nothing left running, no listing ever comes: no cgroup.procs.
+                let dir = running.then(|| (cg.path(), cg.version));
+                let mut victims = Victims::new(dir, main, argv, budget, silent);
                 // A limit of its own or an ancestor's: the cgroup can fill.
-                if running && figures.free().is_some() {
+                if figures.is_some_and(|f| f.free().is_some()) {
                     victims.prefault();
                     headroom.hold_reserve();
                 }
-                if let (Some(w), Some(limit)) = (&mut watch, figures.limit_bytes) {
+                if let (Some(w), Some(limit)) = (&mut watch, figures.and_then(|f| f.limit_bytes)) {
                     w.warn_near_limit(cg, limit);
                 }
                 victims
@@ -781,11 +783,12 @@ impl Watcher for OomWatch<'_> {
     }
 
     /// A reap is the other moment a kill shows. Without any registration (read-only cgroupfs)
-    /// reaps are all there is: re-read at every one. Otherwise as the watch says.
-    fn on_reap(&mut self, exits: &[(pid_t, Status)]) -> Option<Action> {
+    /// reaps are all there is: re-read at every one. Otherwise as the watch says. The last
+    /// reap's re-read is [`OomWatch::finish`]'s.
+    fn on_reap(&mut self, exits: &[(pid_t, Status)], last: bool) -> Option<Action> {
         self.victims.reaped(exits);
         let sigkill = exits.iter().any(|(_, s)| *s == Status::Signaled(nix::libc::SIGKILL));
-        if self.watch.as_ref().map_or(true, |w| w.reap_may_show_kill(sigkill)) {
+        if !last && self.watch.as_ref().map_or(true, |w| w.reap_may_show_kill(sigkill)) {
             let (_, rose) = self.check();
             return self.leaf_stop(rose);
         }
