@@ -6,7 +6,7 @@ cgroupfs), so the unlimited figure of the main table is not the whole story.
 
 Places: this host's memory cgroup with a writable cgroupfs (v1 here: systemd-nspawn, LXC,
 privileged containers); the same behind a read-only cgroupfs (a mount namespace, as Docker mounts
-it); inside a real Docker container (`docker exec` into a FROM scratch container run with -m 256m);
+it); the writable one in a cpu cgroup of its own, and pinned to one CPU; inside a real Docker container (`docker exec` into a FROM scratch container run with -m 256m);
 cgroup v2 in the VM of tests/vm (TCG: slow, but both inits alike). A place that cannot be measured
 says why in one line instead of a figure.
 """
@@ -54,10 +54,11 @@ def cpu_cgroup():
     return None
 
 
-def on_host(oominit, spawnloop, rounds, calls, read_only, cpu_group=False):
+def on_host(oominit, spawnloop, rounds, calls, read_only, cpu_group=False, one_cpu=False):
     """`cpu_group`: in a cpu cgroup of its own too, as Docker puts a container (CFS group
-    scheduling then keeps the command on the init's CPU, where without one it starts on the
-    other: the init's own work at start is no longer done beside the command's exec)."""
+    scheduling may then keep the command on the init's CPU). `one_cpu`: everything pinned to
+    CPU 0 (taskset), as in a one-CPU VM or a container run with --cpuset-cpus=0: the init's own
+    work at start can never be done beside the command's exec."""
     mount, own = memory_mount()
     if not own:
         return "not measured: no cgroup v1 memory controller here (cgroup v2 is measured in the VM)"
@@ -76,7 +77,8 @@ def on_host(oominit, spawnloop, rounds, calls, read_only, cpu_group=False):
         args = " ".join(loop_args(spawnloop, rounds, calls, oominit, TINI, ["/bin/true"]))
         ro = f"mount -o remount,bind,ro {mount} && ! touch {cg}/cgroup.procs 2>/dev/null && " if read_only else ""
         join_cpu = f"echo $$ > {cpu}/cgroup.procs && " if cpu else ""
-        script = f"echo $$ > {cg}/cgroup.procs && {join_cpu}{ro}exec {args}"
+        pin = "taskset -c 0 " if one_cpu else ""
+        script = f"echo $$ > {cg}/cgroup.procs && {join_cpu}{ro}exec {pin}{args}"
         cmd = (["unshare", "--mount"] if read_only else []) + ["sh", "-c", script]
         p = subprocess.run(cmd, capture_output=True, text=True)
         return parse(p.stdout) or f"not measured: {p.stderr.strip()[-300:]}"
@@ -155,6 +157,7 @@ def measure(oominit, examples, rounds, calls):
         ("v1 cgroupfs writable", on_host(oominit, spawnloop, rounds, calls, read_only=False)),
         ("v1 cgroupfs read-only", on_host(oominit, spawnloop, rounds, calls, read_only=True)),
         ("v1 writable, own cpu cgroup", on_host(oominit, spawnloop, rounds, calls, False, cpu_group=True)),
+        ("v1 writable, one CPU", on_host(oominit, spawnloop, rounds, calls, False, one_cpu=True)),
         ("Docker container (v1, read-only)", in_docker(oominit, spawnloop, rounds, calls)),
         ("cgroup v2, VM (6.1, TCG)", in_vm(oominit, spawnloop, max(3, rounds // 2), max(20, calls // 4))),
     ]

@@ -189,15 +189,14 @@ pub struct Observed {
 }
 
 impl<'a> OomWatch<'a> {
-    /// Everything but the baseline, once the command has been forked, so that it overlaps with
-    /// the command's own start instead of delaying it: open the figure files, register for
-    /// wake-ups, follow the main process (`main`: its pid and argv; None when the spawn failed;
-    /// `argv`: how much of other processes' argv to read),
-    /// and touch what an OOM will need. A kill in between is still counted against the baseline;
-    /// its live event comes at the next wake, reap or exit.
-    /// `running` false: nothing is left to watch (the main process has ended already, or never
-    /// started), and only what the exit record needs is done: the figure files, main followed to
-    /// its reap.
+    /// Everything but the baseline, once the command has started (see `spawn::ran_first`), so
+    /// that it never delays the command's start: open the figure files, register for wake-ups,
+    /// follow the main process (`main`: its pid and argv; None when the spawn failed; `argv`:
+    /// how much of other processes' argv to read), and touch what an OOM will need. A kill in
+    /// between is still counted against the baseline; its live event comes at the next wake,
+    /// reap or exit. `running` false: nothing is left to watch (the main process has ended
+    /// already, or never started), and only what the exit record needs is done: the figure
+    /// files, main followed to its reap.
     pub fn arm(
         baseline: Baseline,
         main: Option<(pid_t, Vec<String>)>,
