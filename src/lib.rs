@@ -4,10 +4,11 @@
 //! read them from a signalfd ([`signals`]); become a subreaper when not PID 1; find the memory
 //! cgroup and read its OOM counters, the baseline ([`cgroup`], [`oom`]); start the command
 //! clean ([`spawn`]) and let it run first; unless it has ended already, lower oominit's own OOM
-//! score ([`oomscore`]) and register for OOM notifications; then one event loop that forwards signals, reaps zombies and reports OOM
-//! kills as they happen ([`supervise`]); decide what happened and write the exit record
-//! ([`record`], [`emit`]); exit with the command's code, or the OOM exit code under `--strict`
-//! or when oominit stopped the command after another process's OOM kill (`--on-leaf-oom exit`).
+//! score ([`oomscore`]) and register for OOM notifications; then one event loop that forwards
+//! signals, reaps zombies and reports OOM kills as they happen ([`supervise`]); decide what
+//! happened and write the exit record ([`record`], [`emit`]); exit with the command's code, or
+//! the OOM exit code under `--strict` or when oominit stopped the command after another
+//! process's OOM kill (`--on-leaf-oom exit`).
 
 pub mod cgroup;
 pub mod cli;

@@ -126,7 +126,7 @@ pub fn spawn(argv: &[OsString]) -> Result<libc::pid_t, SpawnError> {
 /// loop to reap). Where the command shares oominit's CPU (a container's cpu cgroup keeps it on
 /// its parent's, a VM may have one) oominit, woken by the exec, would otherwise run its own
 /// start-up while the command waits; on a free CPU the yield returns at once. The yield lasts
-/// until the command blocks or ends, or for a time slice of the scheduler's (a few ms at most).
+/// until the command blocks or ends, or for about one of the scheduler's time slices.
 pub fn ran_first(pid: libc::pid_t) -> bool {
     // SAFETY: no arguments; it cannot fail on Linux.
     unsafe { libc::sched_yield() };
