@@ -3,12 +3,11 @@
 //! The algorithm, in the order it runs: parse the command line ([`cli`]); block every signal and
 //! read them from a signalfd ([`signals`]); become a subreaper when not PID 1; find the memory
 //! cgroup and read its OOM counters, the baseline ([`cgroup`], [`oom`]); start the command
-//! clean ([`spawn`]) and let it run first; unless it has ended already, lower oominit's own OOM
-//! score ([`oomscore`]) and register for OOM notifications; then one event loop that forwards
-//! signals, reaps zombies and reports OOM kills as they happen ([`supervise`]); decide what
-//! happened and write the exit record ([`record`], [`emit`]); exit with the command's code, or
-//! the OOM exit code under `--strict` or when oominit stopped the command after another
-//! process's OOM kill (`--on-leaf-oom exit`).
+//! clean ([`spawn`]); while it execs, lower oominit's own OOM score ([`oomscore`]) and register
+//! for OOM notifications; then one event loop that forwards signals, reaps zombies and reports OOM
+//! kills as they happen ([`supervise`]); decide what happened and write the exit record
+//! ([`record`], [`emit`]); exit with the command's code, or the OOM exit code under `--strict`
+//! or when oominit stopped the command after another process's OOM kill (`--on-leaf-oom exit`).
 
 pub mod cgroup;
 pub mod cli;
@@ -92,23 +91,16 @@ fn run(cfg: &Config) -> Result<i32, Error> {
     let (pid, end, watch, exit) = match spawn::spawn(&cfg.command) {
         Ok(pid) => {
             diag!(2, "started '{}' as {pid}", cfg.command[0].to_string_lossy());
-            // The rest serves a running command: it comes after the command's start, never
-            // before (see spawn::ran_first), and a command gone already (`INIT -- true`) is
-            // spared it when oominit exits with it. The baseline, read before the clone, still
-            // counts every kill.
-            let running = !spawn::ran_first(pid) || cfg.grace.is_some();
-            if running {
-                // The command keeps the oom_score_adj it inherited.
-                if cfg.protect {
-                    oomscore::protect();
-                }
-                headroom::lock_image();
-                headroom::prefault_stack();
+            // After the fork, in parallel with the command's exec: the command keeps the
+            // oom_score_adj it inherited, and none of this delays its start.
+            if cfg.protect {
+                oomscore::protect();
             }
+            headroom::lock_image();
+            headroom::prefault_stack();
             let argv = record::short_argv(cfg.command.iter().map(|a| a.to_string_lossy()), cfg.argv_shown);
             let termlog = TerminationLog::open(cfg.termination_log.as_deref());
-            let mut watch =
-                OomWatch::arm(baseline, Some((pid, argv)), cfg.argv_shown, &sink, termlog, running);
+            let mut watch = OomWatch::arm(baseline, Some((pid, argv)), cfg.argv_shown, &sink, termlog);
             if cfg.on_leaf_oom == OnLeafOom::Exit {
                 watch.stop_main_on_leaf_oom();
             }
@@ -128,7 +120,7 @@ fn run(cfg: &Config) -> Result<i32, Error> {
             (
                 None,
                 MainEnd::SpawnFailed(e),
-                OomWatch::arm(baseline, None, cfg.argv_shown, &sink, termlog, false),
+                OomWatch::arm(baseline, None, cfg.argv_shown, &sink, termlog),
                 None,
             )
         }

@@ -87,24 +87,6 @@ pub fn reap_all(before: Option<&mut dyn FnMut(libc::pid_t, Status)>) -> Reaped {
     }
 }
 
-/// Whether `pid` has ended: its zombie is left for the loop to reap (waitid with WNOWAIT).
-pub fn has_ended(pid: libc::pid_t) -> bool {
-    let Ok(id) = libc::id_t::try_from(pid) else { return false };
-    loop {
-        // SAFETY: siginfo_t is plain data; waitid fills it in.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: waitid writes only to `info`.
-        let r = unsafe {
-            libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT)
-        };
-        if r == -1 && Errno::last() == Errno::EINTR {
-            continue;
-        }
-        // SAFETY: waitid filled in a SIGCHLD siginfo, or left it zeroed while `pid` runs.
-        return r == 0 && unsafe { info.si_pid() } == pid;
-    }
-}
-
 /// Reap `pid`, which has ended: Some(its status, if it decodes), None if it could not be.
 fn reap(pid: libc::pid_t) -> Option<Option<Status>> {
     loop {
@@ -143,26 +125,6 @@ fn reap_rest(mut exits: Vec<(libc::pid_t, Status)>) -> Reaped {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn has_ended_sees_an_exit_and_leaves_the_zombie_to_reap() {
-        let mut sleeper = std::process::Command::new("sleep").arg("10").spawn().expect("sleep");
-        let pid = libc::pid_t::try_from(sleeper.id()).expect("pid");
-        assert!(!has_ended(pid), "a running child has not ended");
-        sleeper.kill().expect("kill");
-        let gone = std::time::Instant::now();
-        while !has_ended(pid) {
-            assert!(
-                gone.elapsed() < std::time::Duration::from_secs(10),
-                "the killed child never showed as ended"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        assert!(has_ended(pid), "asked twice: still there, unreaped");
-        let status = sleeper.wait().expect("the zombie is still there to reap");
-        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL));
-        assert!(!has_ended(pid), "once reaped, nothing is there");
-    }
 
     #[test]
     fn waitid_statuses_decode_as_waitpid_ones() {

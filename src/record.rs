@@ -205,9 +205,8 @@ pub struct MemoryInfo {
     pub limit_bytes: Option<u64>,
     pub peak_bytes: Option<u64>,
     pub usage_bytes: Option<u64>,
-    /// How oominit learns of kills: "inotify", "eventfd", "exits" (the followed processes' exits),
-    /// or "reap" (re-read at every reap and at exit: where nothing else could be had, or where
-    /// the command had ended before the watch would start), null without a cgroup.
+    /// How oominit learns of kills: "inotify", "eventfd", or "reap" (re-read at every reap and at
+    /// exit, where registration failed), null without a cgroup.
     pub watch: Option<&'static str>,
     /// Why there are no figures (no memory cgroup found), or why they are incomplete.
     #[serde(skip_serializing_if = "Option::is_none")]

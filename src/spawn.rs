@@ -122,17 +122,6 @@ pub fn spawn(argv: &[OsString]) -> Result<libc::pid_t, SpawnError> {
     Ok(pid)
 }
 
-/// Let the command just started run first, then say whether it has ended already (left for the
-/// loop to reap). Where the command shares oominit's CPU (a container's cpu cgroup keeps it on
-/// its parent's, a VM may have one) oominit, woken by the exec, would otherwise run its own
-/// start-up while the command waits; on a free CPU the yield returns at once. The yield lasts
-/// until the command blocks or ends, or for about one of the scheduler's time slices.
-pub fn ran_first(pid: libc::pid_t) -> bool {
-    // SAFETY: no arguments; it cannot fail on Linux.
-    unsafe { libc::sched_yield() };
-    crate::reap::has_ended(pid)
-}
-
 /// A command the kernel cannot execute (ENOEXEC: a text file without `#!`) is run by /bin/sh,
 /// as POSIX asks of execvp and as glibc's does; musl's does not. tini, built on glibc, runs such
 /// scripts, so an image switching from tini keeps working. Prepared before fork; used only in

@@ -60,9 +60,8 @@ pub trait Watcher {
     /// Process `pid` has ended by `status` and is about to be reaped: until then its /proc
     /// entry still names it.
     fn before_reap(&mut self, _pid: pid_t, _status: Status) {}
-    /// Processes were reaped; `last`: the loop ends with this reap (the main process's), and
-    /// the watcher is finished next.
-    fn on_reap(&mut self, exits: &[(pid_t, Status)], last: bool) -> Option<Action>;
+    /// Processes were reaped.
+    fn on_reap(&mut self, exits: &[(pid_t, Status)]) -> Option<Action>;
     /// A signal was forwarded to the command. A stop may follow that kills oominit before any
     /// exit record (`docker stop`'s SIGKILL after 10 s): what is known should be said now.
     fn on_forward(&mut self) -> Option<Action>;
@@ -324,11 +323,8 @@ impl Supervisor<'_, '_> {
                 self.main_status = Some(status);
             }
         }
-        // Main gone, and no grace to give or no one left to give it to.
-        let last = self.main_status.is_some()
-            && (!reaped.children_left || matches!((&self.phase, self.cfg.grace), (Phase::Running, None)));
         if !reaped.exits.is_empty() {
-            let action = self.watcher.on_reap(&reaped.exits, last);
+            let action = self.watcher.on_reap(&reaped.exits);
             self.act(action);
         }
         let exit = self.exit()?;

@@ -214,18 +214,12 @@ impl Cgroup {
 
     /// Open the other files read during an OOM and at exit; each is optional (`memory.peak` is
     /// new in 5.19, memsw files need swap accounting). Returns the figures, read on the way.
-    /// `watching` false: the command has ended already, and only the record's figures are
-    /// opened, to be read at exit (a kill's breakdown is then not read); None.
-    pub fn open_figures(&mut self, watching: bool) -> Option<Memory> {
+    pub fn open_figures(&mut self) -> Memory {
         let opened = self.files.len();
         let (files, figures) = match self.version {
             Version::V1 => (v1::FILES, v1::FIGURES),
             Version::V2 => (v2::FILES, v2::FIGURES),
         };
-        if !watching {
-            self.open_optional(&figures);
-            return None;
-        }
         self.open_optional(files);
         // A file's first read makes the kernel's buffer for it (a seq_file's page), charged to
         // the cgroup: now, with room. Seen without it (v1, 6.18): the first read of
@@ -245,7 +239,7 @@ impl Cgroup {
             crate::diag!(2, "a lower limit above the cgroup: {} bytes", a.limit());
         }
         // The ancestor's usage file: its first read.
-        Some(self.with_ancestor(own))
+        self.with_ancestor(own)
     }
 
     fn open_optional(&mut self, names: &[&'static str]) {
@@ -385,7 +379,7 @@ mod tests {
     fn opened(version: Version, files: &[(&str, &str)]) -> (Dir, Cgroup) {
         let dir = Dir::with(files);
         let mut cg = Cgroup::open(version, dir.0.clone()).unwrap();
-        cg.open_figures(true);
+        cg.open_figures();
         (dir, cg)
     }
 
@@ -488,35 +482,6 @@ mod tests {
             (Some(32 * MIB), Some(32 * MIB), Some(770048))
         );
         assert!(cg.limit_reached());
-    }
-
-    #[test]
-    fn for_a_command_already_gone_only_the_records_figures_are_opened() {
-        // The files of a cgroup v1 with swap accounting (6.18), after a clean run.
-        let dir = Dir::with(&[
-            ("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n"),
-            ("memory.failcnt", "0\n"),
-            ("memory.memsw.failcnt", "0\n"),
-            ("memory.limit_in_bytes", "268435456\n"),
-            ("memory.max_usage_in_bytes", "1994752\n"),
-            ("memory.usage_in_bytes", "344064\n"),
-            ("memory.memsw.limit_in_bytes", "268435456\n"),
-            ("memory.memsw.max_usage_in_bytes", "1994752\n"),
-            ("memory.stat", "cache 0\nrss 0\nhierarchical_memory_limit 268435456\n"),
-        ]);
-        let mut cg = Cgroup::open(Version::V1, dir.0.clone()).unwrap();
-        assert_eq!(cg.open_figures(false), None, "read at exit, not now");
-        let m = cg.memory();
-        assert_eq!(
-            (m.limit_bytes, m.peak_bytes, m.usage_bytes),
-            (Some(256 * MIB), Some(1994752), Some(344064))
-        );
-        for name in ["memory.memsw.limit_in_bytes", "memory.memsw.max_usage_in_bytes", STAT] {
-            assert!(cg.held(name).is_none(), "{name} opened for a command already gone");
-        }
-        let mut watching = Cgroup::open(Version::V1, dir.0.clone()).unwrap();
-        assert_eq!(watching.open_figures(true), Some(m));
-        assert!(watching.held(STAT).is_some());
     }
 
     #[test]

@@ -189,21 +189,18 @@ pub struct Observed {
 }
 
 impl<'a> OomWatch<'a> {
-    /// Everything but the baseline, once the command has started (see `spawn::ran_first`), so
-    /// that it never delays the command's start: open the figure files, register for wake-ups,
-    /// follow the main process (`main`: its pid and argv; None when the spawn failed; `argv`:
-    /// how much of other processes' argv to read), and touch what an OOM will need. A kill in
-    /// between is still counted against the baseline; its live event comes at the next wake,
-    /// reap or exit. `running` false: nothing is left to watch (the main process has ended
-    /// already, or never started), and only what the exit record needs is done: the figure
-    /// files, main followed to its reap.
+    /// Everything but the baseline, once the command has been forked, so that it overlaps with
+    /// the command's own start instead of delaying it: open the figure files, register for
+    /// wake-ups, follow the main process (`main`: its pid and argv; None when the spawn failed;
+    /// `argv`: how much of other processes' argv to read),
+    /// and touch what an OOM will need. A kill in between is still counted against the baseline;
+    /// its live event comes at the next wake, reap or exit.
     pub fn arm(
         baseline: Baseline,
         main: Option<(pid_t, Vec<String>)>,
         argv: ArgvShown,
         sink: &'a Sink,
         termlog: TerminationLog,
-        running: bool,
     ) -> OomWatch<'a> {
         let Baseline { mut cgroup, counters } = baseline;
         let budget = tracker::fd_budget(nofile());
@@ -211,30 +208,27 @@ impl<'a> OomWatch<'a> {
         let mut headroom = Headroom::default();
         let victims = match &mut cgroup {
             Ok(cg) => {
-                let figures = cg.open_figures(running);
-                match running.then(|| cg.watch()) {
-                    None => {}
-                    Some(Ok(w)) => {
+                let figures = cg.open_figures();
+                match cg.watch() {
+                    Ok(w) => {
                         diag!(2, "watching {} ({})", cg.path().display(), w.describe());
                         watch = Some(w);
                     }
-                    Some(Err(e)) => diag!(
+                    Err(e) => diag!(
                         1,
                         "no OOM notification ({e}): counters re-read at reaps, at exit and at the followed processes' exits"
                     ),
                 }
-                // After the OOM notification, which must be in place before oominit's own charges
-                // below can fill the cgroup.
-                let silent = running && watch.as_ref().map_or(true, Watch::silent_below_limit);
-                // With nothing left running, no listing ever comes: no cgroup.procs.
-                let dir = running.then(|| (cg.path(), cg.version));
-                let mut victims = Victims::new(dir, main, argv, budget, silent);
+                // After the OOM notification, which must be in place before the command can fill
+                // the cgroup.
+                let silent = watch.as_ref().map_or(true, Watch::silent_below_limit);
+                let mut victims = Victims::new(Some((cg.path(), cg.version)), main, argv, budget, silent);
                 // A limit of its own or an ancestor's: the cgroup can fill.
-                if figures.is_some_and(|f| f.free().is_some()) {
+                if figures.free().is_some() {
                     victims.prefault();
                     headroom.hold_reserve();
                 }
-                if let (Some(w), Some(limit)) = (&mut watch, figures.and_then(|f| f.limit_bytes)) {
+                if let (Some(w), Some(limit)) = (&mut watch, figures.limit_bytes) {
                     w.warn_near_limit(cg, limit);
                 }
                 victims
@@ -261,13 +255,9 @@ impl<'a> OomWatch<'a> {
             stop_on_leaf: false,
             stop_asked: false,
             listings,
-            // The host's figures are a baseline for kills to come.
-            host: if running { Host::open() } else { Host::default() },
+            host: Host::open(),
             pre_oom: None,
         };
-        if !running {
-            return w;
-        }
         // A dry run with every field as long as it can be, to warm the serializer and its buffer
         // (made up: the cgroup's own figures would cost another read of memory.stat at start).
         let most = Some(u64::MAX);
@@ -782,12 +772,11 @@ impl Watcher for OomWatch<'_> {
     }
 
     /// A reap is the other moment a kill shows. Without any registration (read-only cgroupfs)
-    /// reaps are all there is: re-read at every one. Otherwise as the watch says. The last
-    /// reap's re-read is [`OomWatch::finish`]'s.
-    fn on_reap(&mut self, exits: &[(pid_t, Status)], last: bool) -> Option<Action> {
+    /// reaps are all there is: re-read at every one. Otherwise as the watch says.
+    fn on_reap(&mut self, exits: &[(pid_t, Status)]) -> Option<Action> {
         self.victims.reaped(exits);
         let sigkill = exits.iter().any(|(_, s)| *s == Status::Signaled(nix::libc::SIGKILL));
-        if !last && self.watch.as_ref().map_or(true, |w| w.reap_may_show_kill(sigkill)) {
+        if self.watch.as_ref().map_or(true, |w| w.reap_may_show_kill(sigkill)) {
             let (_, rose) = self.check();
             return self.leaf_stop(rose);
         }

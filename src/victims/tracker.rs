@@ -333,9 +333,7 @@ impl Tracker {
         if t.exit_hidden && held < self.fd_budget && t.hold_status() {
             held = held.saturating_add(1);
         }
-        // The main process is oominit's child: its reap says how it ended, and a pidfd serves
-        // only to wake on its exit.
-        if self.pidfds && held < self.fd_budget && (!main || self.deaths.is_some()) {
+        if self.pidfds && held < self.fd_budget {
             t.pidfd = self.pidfd(pid);
         }
         t.argv = argv.unwrap_or_else(|| cmdline(pid, &mut self.cmdline_buf, self.argv));
