@@ -14,6 +14,7 @@ pub mod cli;
 pub mod diag;
 pub mod emit;
 pub mod error;
+pub mod heap;
 pub mod host;
 pub mod oom;
 pub mod oomscore;

@@ -20,6 +20,10 @@ use std::os::unix::ffi::OsStringExt;
 
 use nix::libc;
 
+/// Freed blocks kept, never unmapped: an unmap can be a charge at a full cgroup (`heap`).
+#[global_allocator]
+static HEAP: oominit::heap::KeepingHeap = oominit::heap::KeepingHeap::new();
+
 #[cfg(not(test))]
 #[no_mangle]
 extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {

@@ -829,6 +829,7 @@ RUNC = [
 
 NO_TTY = "needs util-linux script and procps ps, which busybox lacks; runs on the host"
 NO_DISK = "needs a disk-backed file; the VM's only filesystems keep files in memory; runs on the host"
+NO_STRACE = "needs strace, which the VM's busybox lacks; runs on the host"
 # On the VM's one TCG CPU the hog of this test can fill 32 MiB and be killed before oominit runs
 # at its first `max` event: then no reading at the limit comes before the kill, and no pre-mortem
 # is written (2 runs in about 20 on 6.1). The rest of tests/oom.rs, which failed 2 to 4 tests a
@@ -847,6 +848,7 @@ TESTS = [
                     "a_pre_mortem_survives_when_oominit_is_killed_with_the_rest": ONE_CPU_PREMORTEM,
                     "memory_the_kernel_cannot_reclaim_at_the_limit_is_warned_of_once": NO_DISK,
                     "pre_oom_stop_never_fires_on_page_cache": NO_DISK,
+                    "oominit_unmaps_no_memory_of_its_own": NO_STRACE,
                     "pre_oom_stop_lets_main_exit_cleanly_before_any_kill": V2_NO_WAKE_BELOW,
                     "pre_oom_stop_sends_one_signal_and_leaves_the_rest_to_the_kernel": V2_NO_WAKE_BELOW},
               check=both(libtest, layout(["memory"], [r"oominit-tests-\d+/"], []))),
