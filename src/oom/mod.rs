@@ -335,12 +335,11 @@ impl<'a> OomWatch<'a> {
     /// The live record of the `--pre-oom-stop` signal, once, where a write fits below the limit.
     fn write_pre_oom_stop(&mut self) {
         let Some(sent) = self.pre_oom.as_deref().and_then(prestop::State::unwritten) else { return };
-        let cgroup = &self.cgroup;
-        if !self.headroom.room_to_write(|| memory(cgroup)) {
+        let event = PreOomStopEvent::new(&sent, self.memory_info());
+        let (cgroup, headroom) = (&self.cgroup, &mut self.headroom);
+        if !self.emitter.emit_if(&event, || headroom.room_to_write(|| memory(cgroup))) {
             return;
         }
-        let event = PreOomStopEvent::new(&sent, self.memory_info());
-        self.emitter.emit(&event);
         if let Some(p) = &mut self.pre_oom {
             p.written();
         }
@@ -423,17 +422,15 @@ impl<'a> OomWatch<'a> {
         if !warn && !self.termlog.is_open() {
             return kept;
         }
-        let cgroup = &self.cgroup;
-        if !self.headroom.room_to_write(|| memory(cgroup)) {
-            // The next reading tries again: a write now could be the charge that starts the OOM.
-            return kept;
-        }
         let mut largest = std::mem::take(&mut self.premortem_largest);
         self.victims.largest(LARGEST, &mut largest);
         let event = LimitEvent::new(&delta, b, &largest, self.memory_info());
-        if warn {
+        // Without room the next reading tries again: a write at the limit is the charge that
+        // starts the OOM, and that write, retried in the kernel while the victim dies, can be
+        // the charge of a second one (docs/headroom.md).
+        let (cgroup, headroom) = (&self.cgroup, &mut self.headroom);
+        if warn && self.emitter.emit_if(&event, || headroom.room_to_write(|| memory(cgroup))) {
             self.warned_at = Some(Instant::now());
-            self.emitter.emit(&event);
         }
         self.write_premortem(event);
         self.premortem_largest = largest;
