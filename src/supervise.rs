@@ -67,6 +67,8 @@ pub trait Watcher {
     fn on_forward(&mut self) -> Option<Action>;
     /// The signal asked for with [`Action::SignalMain`] was sent.
     fn main_signalled(&mut self) {}
+    /// oominit is about to send SIGKILL itself: deaths by SIGKILL from here on may be its own.
+    fn sending_sigkill(&mut self) {}
 }
 
 /// What a watcher asks the loop to do.
@@ -295,6 +297,7 @@ impl Supervisor<'_, '_> {
         match self.phase {
             Phase::Stopping(t) | Phase::Grace(t) if t <= now => {
                 diag!(1, "grace period over: sending SIGKILL to the remaining processes");
+                self.watcher.sending_sigkill();
                 if self.main_status.is_none() {
                     // Stopped by oominit and still there: its death by SIGKILL is oominit's doing.
                     self.sigkilled_main = true;
@@ -393,7 +396,10 @@ impl Supervisor<'_, '_> {
             };
             let target = self.target();
             diag!(3, "forwarding {} to {target}", signals::name(to));
-            self.sigkilled_main |= to == libc::SIGKILL;
+            if to == libc::SIGKILL {
+                self.sigkilled_main = true;
+                self.watcher.sending_sigkill();
+            }
             // ESRCH: the child is already gone and its SIGCHLD is on its way.
             if let Err(e) = signals::send(target, to) {
                 if e != Errno::ESRCH {

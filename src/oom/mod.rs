@@ -760,6 +760,10 @@ impl Watcher for OomWatch<'_> {
         self.write_pre_oom_stop();
     }
 
+    fn sending_sigkill(&mut self) {
+        self.victims.own_sigkill();
+    }
+
     /// A child about to be reaped: its zombie's stat still has its name. Opening one never
     /// followed is a charge: only where the cgroup has room (its memory is given back by now).
     fn before_reap(&mut self, pid: pid_t, status: Status) {

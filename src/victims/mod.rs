@@ -16,6 +16,7 @@ pub mod tracker;
 
 use std::os::fd::BorrowedFd;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use nix::libc::pid_t;
 
@@ -34,7 +35,15 @@ pub struct Victims {
     /// Counter reads so far: deaths are stamped with it, to tell those seen before a read from
     /// those seen after it began.
     reads: u64,
+    /// Kills a read counted and named no one for, that read's number, and when: see
+    /// [`settle`](Self::settle).
+    left: Option<(u64, u64, Instant)>,
 }
+
+/// How long after a read deaths seen since are still matched to the kills it left unexplained:
+/// a victim dies within milliseconds of its kill, more on a busy or emulated CPU; v1's re-reads
+/// after an OOM notification, which count nothing new, span 1.3 s.
+const LEFT_FOR: Duration = Duration::from_secs(2);
 
 impl Victims {
     /// Follow the processes of the cgroup at `dir` (if any), and the main process `main` with the
@@ -58,7 +67,7 @@ impl Victims {
         if let Some((pid, argv)) = main {
             tracker.follow_main(pid, argv);
         }
-        Victims { tracker, named: Named::new(), reads: 0 }
+        Victims { tracker, named: Named::new(), reads: 0, left: None }
     }
 
     /// Touch the memory a listing writes to (see [`Tracker::prefault`]).
@@ -106,6 +115,12 @@ impl Victims {
 
     /// The kill counter was read (see [`counting`](Self::counting)): `new` kills since the read
     /// before. Name the deaths [`attribution`] calls victims, and forget those it rules out.
+    ///
+    /// A read that counts no kill, after one that left kills unexplained at most [`LEFT_FOR`]
+    /// ago, first judges the deaths seen since that one began as that one would have, had it seen
+    /// them: the kernel counts a kill before the victim dies, and on a busy CPU the victim's death
+    /// (the main process's, say, reaped by oominit) can come after the read that counted it, and
+    /// the re-reads after it, have settled.
     pub fn settle(&mut self, new: u64) {
         self.named.new_read();
         let reads = self.reads;
@@ -116,7 +131,25 @@ impl Victims {
             }
         };
         let tally = Tally::of(self.tracker.entries.iter().filter_map(seen), new);
-        let decide = |t: &Tracked| seen(t).map(|(d, before, size)| call(d, before, size, tally));
+        let carried = self.left.take().filter(|&(_, _, when)| new == 0 && when.elapsed() <= LEFT_FOR);
+        let late = |t: &Tracked| -> Option<Seen> {
+            match (t.state, carried) {
+                (State::Dead { death, seen }, Some((_, at, _))) if seen >= at => {
+                    Some((death, false, t.size()))
+                }
+                _ => None,
+            }
+        };
+        let late_tally =
+            carried.map(|(left, _, _)| Tally::of(self.tracker.entries.iter().filter_map(late), left));
+        let decide = |t: &Tracked| {
+            let late = late(t).zip(late_tally).map(|((d, after, size), tally)| call(d, after, size, tally));
+            match late {
+                Some(c @ (Call::Certain | Call::Uncertain)) => Some(c),
+                _ => seen(t).map(|(d, before, size)| call(d, before, size, tally)),
+            }
+        };
+        let mut named: u64 = 0;
         for t in &mut self.tracker.entries {
             let uncertain = match decide(t) {
                 Some(Call::Certain) => false,
@@ -129,8 +162,21 @@ impl Victims {
             };
             self.named.push(t.victim(source, uncertain));
             t.state = State::Named { holding: source != Source::Vanished };
+            named = named.saturating_add(1);
         }
         self.tracker.entries.retain(|t| decide(t) != Some(Call::Forget));
+        self.left = match carried {
+            // Still unexplained: kept for the reads that follow.
+            Some((left, at, when)) if named == 0 => Some((left, at, when)),
+            Some(_) => None,
+            None => Some(new.saturating_sub(named)).filter(|&l| l > 0).map(|l| (l, reads, Instant::now())),
+        };
+    }
+
+    /// oominit sends SIGKILL itself from here on (`--grace` is over): a death by SIGKILL seen
+    /// after this is never taken for a kill an earlier read left unexplained.
+    pub fn own_sigkill(&mut self) {
+        self.left = None;
     }
 
     /// Whether a victim named so far may still hold memory: right after a kill the cgroup stays
@@ -266,6 +312,71 @@ mod tests {
         let mut v = following(&[]);
         v.reaped(&[(14, Status::Signaled(SIGKILL))]);
         v.settle(0);
+        v.counting();
+        v.settle(0);
+        assert!(named(&v).is_empty());
+    }
+
+    #[test]
+    fn a_death_seen_after_the_read_that_counted_its_kill_settled_is_named_at_the_next() {
+        // 12, followed and named (the main process, say), is killed; the read counts the kill
+        // before it is seen dead.
+        let mut v = following(&[]);
+        let mut t = Tracked::dead(12, Death::Other, 0);
+        t.state = State::Alive;
+        v.tracker.entries.push(t);
+        v.settle(1);
+        assert!(named(&v).is_empty());
+        v.reaped(&[(12, Status::Signaled(SIGKILL))]);
+        v.counting();
+        v.settle(0);
+        assert_eq!(named(&v), [(12, Source::Reaped, false)]);
+        assert_eq!(v.certain(), 1);
+    }
+
+    #[test]
+    fn a_kill_left_unexplained_is_matched_through_later_reads_for_a_while_only() {
+        let mut v = following(&[]);
+        let mut t = Tracked::dead(12, Death::Other, 0);
+        t.state = State::Alive;
+        v.tracker.entries.push(t);
+        v.settle(1);
+        // v1's re-reads after the notification count nothing new before 12 is reaped.
+        v.counting();
+        v.settle(0);
+        v.reaped(&[(12, Status::Signaled(SIGKILL))]);
+        v.counting();
+        v.settle(0);
+        assert_eq!(named(&v), [(12, Source::Reaped, false)]);
+
+        let mut v = following(&[]);
+        v.settle(1);
+        let (left, at, when) = v.left.unwrap();
+        v.left = Some((left, at, when - LEFT_FOR - Duration::from_millis(1)));
+        v.reaped(&[(11, Status::Signaled(SIGKILL))]);
+        v.counting();
+        v.settle(0);
+        assert!(named(&v).is_empty(), "too long after the kill: not its victim");
+        assert_eq!(v.left, None);
+    }
+
+    #[test]
+    fn oominits_own_sigkill_is_never_a_kill_left_unexplained() {
+        let mut v = following(&[]);
+        v.settle(1);
+        v.own_sigkill();
+        v.reaped(&[(11, Status::Signaled(SIGKILL))]);
+        v.counting();
+        v.settle(0);
+        assert!(named(&v).is_empty());
+    }
+
+    #[test]
+    fn more_late_deaths_than_kills_left_are_not_guessed_among() {
+        let mut v = following(&[]);
+        v.tracker.entries.push(Tracked::alive(12));
+        v.settle(1);
+        v.reaped(&[(11, Status::Signaled(SIGKILL)), (12, Status::Signaled(SIGKILL))]);
         v.counting();
         v.settle(0);
         assert!(named(&v).is_empty());
