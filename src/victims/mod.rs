@@ -281,6 +281,13 @@ mod tests {
         v
     }
 
+    /// `pid` followed, alive and named (read at a listing).
+    fn follow_named(v: &mut Victims, pid: pid_t) {
+        let mut t = Tracked::dead(pid, Death::Other, 0);
+        t.state = State::Alive;
+        v.tracker.entries.push(t);
+    }
+
     fn named(v: &Victims) -> Vec<(i32, Source, bool)> {
         v.named.kept_clone().iter().map(|x| (x.pid, x.source, x.uncertain)).collect()
     }
@@ -297,9 +304,7 @@ mod tests {
     fn a_death_seen_after_a_read_is_named_at_the_next_one() {
         let mut v = following(&[(10, Death::Killed(Source::Proc))]);
         // 12, followed and named, is reaped by oominit after the read began.
-        let mut t = Tracked::dead(12, Death::Other, 0);
-        t.state = State::Alive;
-        v.tracker.entries.push(t);
+        follow_named(&mut v, 12);
         v.reaped(&[(12, Status::Signaled(SIGKILL))]);
         v.settle(1);
         assert_eq!(named(&v), [(10, Source::Proc, false)]);
@@ -322,9 +327,7 @@ mod tests {
         // 12, followed and named (the main process, say), is killed; the read counts the kill
         // before it is seen dead.
         let mut v = following(&[]);
-        let mut t = Tracked::dead(12, Death::Other, 0);
-        t.state = State::Alive;
-        v.tracker.entries.push(t);
+        follow_named(&mut v, 12);
         v.settle(1);
         assert!(named(&v).is_empty());
         v.reaped(&[(12, Status::Signaled(SIGKILL))]);
@@ -337,9 +340,7 @@ mod tests {
     #[test]
     fn a_kill_left_unexplained_is_matched_through_later_reads_for_a_while_only() {
         let mut v = following(&[]);
-        let mut t = Tracked::dead(12, Death::Other, 0);
-        t.state = State::Alive;
-        v.tracker.entries.push(t);
+        follow_named(&mut v, 12);
         v.settle(1);
         // v1's re-reads after the notification count nothing new before 12 is reaped.
         v.counting();
