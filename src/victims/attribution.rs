@@ -9,7 +9,7 @@
 //!   not an OOM kill (a `kill -9`, or oominit's own at the end of `--grace`): forgotten.
 //! - A death seen after the read began may belong to a kill that read did not count yet: it waits
 //!   for the next read, unless it fits in the kills this read left unexplained.
-//! - A read that counts no kill, right after one that left kills unexplained, judges the deaths
+//! - A read that counts no kill, within 2 s of one that left kills unexplained, judges the deaths
 //!   seen since that one began as that one would have (the victim's death, seen only once that
 //!   read had settled): [`Victims::settle`](super::Victims::settle) applies [`call`] twice.
 //! - More deaths by SIGKILL seen before the read than new kills: the OOM killer takes the
