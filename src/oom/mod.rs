@@ -761,7 +761,7 @@ impl Watcher for OomWatch<'_> {
     }
 
     fn sending_sigkill(&mut self) {
-        self.victims.own_sigkill();
+        self.victims.sending_sigkill();
     }
 
     /// A child about to be reaped: its zombie's stat still has its name. Opening one never

@@ -175,7 +175,7 @@ impl Victims {
 
     /// oominit sends SIGKILL itself from here on (`--grace` is over): a death by SIGKILL seen
     /// after this is never taken for a kill an earlier read left unexplained.
-    pub fn own_sigkill(&mut self) {
+    pub fn sending_sigkill(&mut self) {
         self.left = None;
     }
 
@@ -288,6 +288,14 @@ mod tests {
         v.tracker.entries.push(t);
     }
 
+    /// `pids` reaped, dead of SIGKILL; then a read that counts no new kill.
+    fn sigkilled_then_no_kill(v: &mut Victims, pids: &[pid_t]) {
+        let exits: Vec<_> = pids.iter().map(|&pid| (pid, Status::Signaled(SIGKILL))).collect();
+        v.reaped(&exits);
+        v.counting();
+        v.settle(0);
+    }
+
     fn named(v: &Victims) -> Vec<(i32, Source, bool)> {
         v.named.kept_clone().iter().map(|x| (x.pid, x.source, x.uncertain)).collect()
     }
@@ -330,9 +338,7 @@ mod tests {
         follow_named(&mut v, 12);
         v.settle(1);
         assert!(named(&v).is_empty());
-        v.reaped(&[(12, Status::Signaled(SIGKILL))]);
-        v.counting();
-        v.settle(0);
+        sigkilled_then_no_kill(&mut v, &[12]);
         assert_eq!(named(&v), [(12, Source::Reaped, false)]);
         assert_eq!(v.certain(), 1);
     }
@@ -345,18 +351,14 @@ mod tests {
         // v1's re-reads after the notification count nothing new before 12 is reaped.
         v.counting();
         v.settle(0);
-        v.reaped(&[(12, Status::Signaled(SIGKILL))]);
-        v.counting();
-        v.settle(0);
+        sigkilled_then_no_kill(&mut v, &[12]);
         assert_eq!(named(&v), [(12, Source::Reaped, false)]);
 
         let mut v = following(&[]);
         v.settle(1);
         let (left, at, when) = v.left.unwrap();
         v.left = Some((left, at, when - LEFT_FOR - Duration::from_millis(1)));
-        v.reaped(&[(11, Status::Signaled(SIGKILL))]);
-        v.counting();
-        v.settle(0);
+        sigkilled_then_no_kill(&mut v, &[11]);
         assert!(named(&v).is_empty(), "too long after the kill: not its victim");
         assert_eq!(v.left, None);
     }
@@ -365,10 +367,8 @@ mod tests {
     fn oominits_own_sigkill_is_never_a_kill_left_unexplained() {
         let mut v = following(&[]);
         v.settle(1);
-        v.own_sigkill();
-        v.reaped(&[(11, Status::Signaled(SIGKILL))]);
-        v.counting();
-        v.settle(0);
+        v.sending_sigkill();
+        sigkilled_then_no_kill(&mut v, &[11]);
         assert!(named(&v).is_empty());
     }
 
@@ -377,9 +377,7 @@ mod tests {
         let mut v = following(&[]);
         v.tracker.entries.push(Tracked::alive(12));
         v.settle(1);
-        v.reaped(&[(11, Status::Signaled(SIGKILL)), (12, Status::Signaled(SIGKILL))]);
-        v.counting();
-        v.settle(0);
+        sigkilled_then_no_kill(&mut v, &[11, 12]);
         assert!(named(&v).is_empty());
     }
 
