@@ -30,6 +30,16 @@ impl<'a> Emitter<'a> {
         Emitter { sink, line: Vec::new() }
     }
 
+    /// An emitter writing from `line`, a buffer another emitter touched ([`Emitter::take_line`]).
+    pub fn with_line(sink: &'a Sink, line: Vec<u8>) -> Emitter<'a> {
+        Emitter { sink, line }
+    }
+
+    /// The buffer, for an emitter to come ([`Emitter::with_line`]); this one is left without.
+    pub fn take_line(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.line)
+    }
+
     /// Touch the buffer now, while the cgroup has room, and serialize `sample` into it without
     /// writing it: that warms the allocator's size classes and faults in the code paths.
     pub fn prepare(&mut self, sample: &impl Serialize) {
@@ -104,6 +114,18 @@ mod tests {
         e.emit(&serde_json::json!({"event": "exit", "argv": vec!["x"; 100]}));
         assert_eq!(e.line.as_ptr(), at, "no new allocation for a record that fits");
         assert!(e.line.ends_with(b"\n") && e.line.iter().filter(|&&b| b == b'\n').count() == 1);
+    }
+
+    #[test]
+    fn a_buffer_taken_from_one_emitter_serves_the_next() {
+        let sink = Sink::Fd(-1);
+        let mut first = Emitter::new(&sink);
+        first.prepare(&serde_json::json!({"event": "oom"}));
+        let at = first.line.as_ptr();
+        let mut next = Emitter::with_line(&sink, first.take_line());
+        assert!(first.line.is_empty());
+        next.emit(&serde_json::json!({"event": "exit"}));
+        assert_eq!(next.line.as_ptr(), at, "the buffer touched at start, not a new one");
     }
 
     #[test]

@@ -517,35 +517,63 @@ fn a_heap_hog_shows_as_anonymous_memory() {
     }
 }
 
-/// oominit gives no memory back to the kernel, a kill and its records included. The kernel merges
-/// adjacent anonymous mappings, so an unmap can split one, and the split allocates a
-/// `vm_area_struct` charged to the cgroup. Seen in the VM (6.1, 1 run of `tests/oom.rs` in 20, and
-/// once in CI): 24 ms after the hog's kill, musl's `free` unmapped a group of blocks, and that
-/// charge set off a second OOM, which took the main shell. strace follows oominit, its helper
-/// thread and the command; every process that executes something is the command's.
-#[test]
-fn oominit_unmaps_no_memory_of_its_own() {
+/// A leaf OOM (memhog killed under 32 MiB, the shell exits 0) run under `strace -f`, tracing
+/// `calls` and the execs: the trace's lines, oominit's pid, and the pids that executed something
+/// (the command's: oominit and its helper thread exec nothing).
+fn traced_leaf_oom(calls: &str) -> (String, String, Vec<Option<String>>) {
     let cg = MemCgroup::new("32M");
-    let trace = std::env::temp_dir().join(format!("oominit-unmaps-{}", std::process::id()));
+    let trace = std::env::temp_dir().join(format!("oominit-trace-{}-{calls}", std::process::id()));
     let script = format!("{} 128; exit 0", memhog());
     let mut strace = cg.command(std::path::Path::new("strace"), &["-f", "-qq", "-e", "signal=none"]);
-    strace.args(["-e", "trace=execve,munmap,mremap", "-o"]).arg(&trace).arg(oominit());
+    strace.args(["-e", &format!("trace=execve,{calls}"), "-o"]).arg(&trace).arg(oominit());
     let out = run_cmd(strace.args(["--", "sh", "-c", &script]));
     let lines = std::fs::read_to_string(&trace).unwrap_or_else(|e| {
         panic!("needs strace (Debian's strace package): no trace ({e}): {}", stderr(&out))
     });
     let _ = std::fs::remove_file(&trace);
     assert_eq!(exit_record(&out.stderr)["verdict"], "leaf_oom", "{}", stderr(&out));
-    let pid = |l: &str| l.split_whitespace().next().map(str::to_owned);
-    let oominit = pid(&lines).unwrap_or_default();
-    let command: Vec<_> =
-        lines.lines().filter(|l| l.contains("execve(") && pid(l) != Some(oominit.clone())).map(pid).collect();
+    let oominit = trace_pid(&lines).unwrap_or_default();
+    let command: Vec<_> = lines
+        .lines()
+        .filter(|l| l.contains("execve(") && trace_pid(l) != Some(oominit.clone()))
+        .map(trace_pid)
+        .collect();
     assert!(!command.is_empty(), "the command's exec is in the trace: {lines}");
+    (lines, oominit, command)
+}
+
+/// The pid that begins a line of `strace -f`.
+fn trace_pid(line: &str) -> Option<String> {
+    line.split_whitespace().next().map(str::to_owned)
+}
+
+/// oominit gives no memory back to the kernel, a kill and its records included. The kernel merges
+/// adjacent anonymous mappings, so an unmap can split one, and the split allocates a
+/// `vm_area_struct` charged to the cgroup. Seen in the VM (6.1, 1 run of `tests/oom.rs` in 20, and
+/// once in CI): 24 ms after the hog's kill, musl's `free` unmapped a group of blocks, and that
+/// charge set off a second OOM, which took the main shell.
+#[test]
+fn oominit_unmaps_no_memory_of_its_own() {
+    let (lines, oominit, command) = traced_leaf_oom("munmap,mremap");
     let unmaps: Vec<_> = lines
         .lines()
-        .filter(|l| (l.contains("munmap(") || l.contains("mremap(")) && !command.contains(&pid(l)))
+        .filter(|l| (l.contains("munmap(") || l.contains("mremap(")) && !command.contains(&trace_pid(l)))
         .collect();
     assert!(unmaps.is_empty(), "oominit (pid {oominit}) unmapped memory: {unmaps:#?}");
+}
+
+/// Once the live event of a kill is written, the exit record (and the summary line) are written
+/// from memory touched before: the record buffer prepared at start serves the exit record too.
+/// Before, the exit record grew a buffer of its own, and the allocator mapped a new block for it
+/// right after the kill.
+#[test]
+fn records_after_a_kill_map_no_new_memory() {
+    let (lines, oominit, _) = traced_leaf_oom("mmap,brk,write");
+    let mine: Vec<_> = lines.lines().filter(|l| trace_pid(l).as_deref() == Some(oominit.as_str())).collect();
+    let event = mine.iter().position(|l| l.contains(r#"write(2, "{\"event\":\"oom\""#));
+    let Some(event) = event else { panic!("oominit's live oom event is in the trace: {lines}") };
+    let maps: Vec<_> = mine[event..].iter().filter(|l| l.contains("mmap(") || l.contains("brk(")).collect();
+    assert!(maps.is_empty(), "oominit (pid {oominit}) mapped memory after the kill's event: {maps:#?}");
 }
 
 #[test]

@@ -184,6 +184,9 @@ pub struct Observed {
     pub at_kill: AtKill,
     /// Handed back for the exit record.
     pub termlog: TerminationLog,
+    /// The record buffer, touched at start: the exit record is written from it too, so that
+    /// writing it after a kill maps nothing new.
+    pub line: Vec<u8>,
     /// The signal `--pre-oom-stop` sent, if it did.
     pub pre_oom_stop: Option<prestop::Sent>,
 }
@@ -633,6 +636,7 @@ impl<'a> OomWatch<'a> {
             main_named,
             at_kill: std::mem::take(&mut self.at_kill),
             termlog: std::mem::take(&mut self.termlog),
+            line: self.emitter.take_line(),
             pre_oom_stop: self.pre_oom.as_deref().and_then(prestop::State::outcome),
         };
         // What is still open and mapped (the cgroup's files, the followed processes', buffers) is

@@ -849,6 +849,7 @@ TESTS = [
                     "memory_the_kernel_cannot_reclaim_at_the_limit_is_warned_of_once": NO_DISK,
                     "pre_oom_stop_never_fires_on_page_cache": NO_DISK,
                     "oominit_unmaps_no_memory_of_its_own": NO_STRACE,
+                    "records_after_a_kill_map_no_new_memory": NO_STRACE,
                     "pre_oom_stop_lets_main_exit_cleanly_before_any_kill": V2_NO_WAKE_BELOW,
                     "pre_oom_stop_sends_one_signal_and_leaves_the_rest_to_the_kernel": V2_NO_WAKE_BELOW},
               check=both(libtest, layout(["memory"], [r"oominit-tests-\d+/"], []))),
