@@ -31,6 +31,10 @@ INITS = {
 }
 
 
+# oominit without its event loop: see argv().
+SIGWAIT = "oominit, ulimit -n 3"
+
+
 def argv(name, as_pid1=False):
     """How each init is invoked: tini needs -s when it is not PID 1 (the budget compares with
     `tini-static -s`); the others need nothing."""
@@ -40,9 +44,6 @@ def argv(name, as_pid1=False):
         return ["sh", "-c", 'ulimit -n 3 && exec "$0" -- "$@"', INITS["oominit"]]
     extra = ["-s"] if name == "tini-static" and not as_pid1 else []
     return [INITS[name]] + extra + ["--"]
-
-
-SIGWAIT = "oominit, ulimit -n 3"
 
 
 def spawn_wait(cmd, env=None):

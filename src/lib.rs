@@ -128,13 +128,13 @@ fn run(cfg: &Config) -> Result<i32, Error> {
     };
     let mut observed = watch.finish();
     let mut termlog = std::mem::take(&mut observed.termlog);
-    let line = std::mem::take(&mut observed.line);
+    let buf = std::mem::take(&mut observed.line);
     let record = exit_record(cfg, pid, end, observed, exit, started);
     // Before the record, which is the last line oominit writes.
     if let Some(line) = summary::line(&record).filter(|_| cfg.summary) {
         diag::line(format_args!("{line}"));
     }
-    Emitter::with_line(&sink, line).emit(&record);
+    Emitter::with_line(&sink, buf).emit(&record);
     // In place of a pre-mortem oominit wrote there, never of the application's own message.
     // Compacting serializes the record up to a dozen times: only where there is a log to write.
     if termlog.is_open() && termlog.write(record.compact().as_bytes()) {
