@@ -11,9 +11,15 @@
 //! Blocks come in power-of-two classes, 16 bytes to 16 MiB; the free blocks of a class form a
 //! list threaded through the blocks themselves. The heap is bounded by the most it ever held: each
 //! class by its own peak, rounded up to a power of two.
+//!
+//! New blocks are cut from one mapping made at the first allocation ([`ARENA_BYTES`], pages
+//! faulted in as they are used), and from the system's allocator once it is used up: a start then
+//! maps once, where musl's allocator made a dozen `mmap` and `brk` calls for its groups of blocks.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr;
+
+use nix::libc;
 use std::sync::{Mutex, PoisonError};
 
 /// The smallest class, 16 bytes: room for a list link, and musl's own alignment.
@@ -22,14 +28,63 @@ const MIN_SHIFT: u32 = 4;
 const CLASSES: usize = 21;
 /// Every class block is aligned so; a layout asking more goes to the system.
 const ALIGN: usize = 1 << MIN_SHIFT;
+/// The arena new blocks are cut from: reserved address space, each page charged once touched.
+/// A start-up uses about 200 KiB of it; thousands of processes followed, more.
+const ARENA_BYTES: usize = 1 << 20;
 
 /// The global allocator of the `oominit` binary.
 pub struct KeepingHeap {
     free: Mutex<FreeLists>,
 }
 
-/// The head of each class's list of free blocks (null: empty).
-struct FreeLists([*mut u8; CLASSES]);
+/// The head of each class's list of free blocks (null: empty), and what is left of the arena.
+struct FreeLists([*mut u8; CLASSES], Arena);
+
+/// The arena's unused end: `next` up to `end` (both 0 before it is mapped).
+#[derive(Clone, Copy)]
+struct Arena {
+    next: usize,
+    end: usize,
+    /// The mapping was tried (made, or refused): it is made once.
+    tried: bool,
+}
+
+impl Arena {
+    const fn new() -> Arena {
+        Arena { next: 0, end: 0, tried: false }
+    }
+
+    /// A new block of `size` bytes (a class size: a multiple of ALIGN, so blocks cut one after
+    /// the other stay aligned), or null once the arena cannot hold it.
+    fn cut(&mut self, size: usize) -> *mut u8 {
+        if !self.tried {
+            self.tried = true;
+            // SAFETY: a new private mapping, aliased by nothing; the kernel picks the address.
+            let p = unsafe {
+                libc::mmap(
+                    ptr::null_mut(),
+                    ARENA_BYTES,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                )
+            };
+            if p != libc::MAP_FAILED {
+                self.next = p as usize;
+                self.end = self.next.saturating_add(ARENA_BYTES);
+            }
+        }
+        match self.next.checked_add(size) {
+            Some(after) if self.next != 0 && after <= self.end => {
+                let block = self.next as *mut u8;
+                self.next = after;
+                block
+            }
+            _ => ptr::null_mut(),
+        }
+    }
+}
 
 // SAFETY: the pointers are blocks nobody else holds; they pass between threads only under the
 // mutex.
@@ -37,7 +92,7 @@ unsafe impl Send for FreeLists {}
 
 impl KeepingHeap {
     pub const fn new() -> KeepingHeap {
-        KeepingHeap { free: Mutex::new(FreeLists([ptr::null_mut(); CLASSES])) }
+        KeepingHeap { free: Mutex::new(FreeLists([ptr::null_mut(); CLASSES], Arena::new())) }
     }
 
     fn lists(&self) -> std::sync::MutexGuard<'_, FreeLists> {
@@ -84,7 +139,11 @@ unsafe impl GlobalAlloc for KeepingHeap {
             lists.0[class] = unsafe { head.cast::<*mut u8>().read() };
             return head;
         }
+        let cut = lists.1.cut(class_layout(class).size());
         drop(lists);
+        if !cut.is_null() {
+            return cut;
+        }
         // SAFETY: a non-zero size.
         unsafe { System.alloc(class_layout(class)) }
     }
@@ -181,6 +240,35 @@ mod tests {
             let z = heap.alloc_zeroed(layout(128, 8));
             assert_eq!(z, a);
             assert!(std::slice::from_raw_parts(z, 128).iter().all(|b| *b == 0));
+        }
+    }
+
+    #[test]
+    fn new_blocks_are_cut_one_after_another_from_one_mapping() {
+        let heap = KeepingHeap::new();
+        unsafe {
+            let a = heap.alloc(layout(100, 8));
+            let b = heap.alloc(layout(16, 16));
+            let c = heap.alloc(layout(5000, 8));
+            assert_eq!(a as usize % 4096, 0, "the mapping's first block, at its page-aligned start");
+            assert_eq!(b as usize, a as usize + 128, "right after the 128-byte block");
+            assert_eq!(c as usize, b as usize + 16, "a class's size is a multiple of 16: aligned as asked");
+            c.write_bytes(1, 5000);
+        }
+    }
+
+    #[test]
+    fn once_the_arena_is_used_up_new_blocks_come_from_the_system() {
+        let heap = KeepingHeap::new();
+        unsafe {
+            let small = heap.alloc(layout(64, 8)) as usize;
+            let rest = heap.alloc(layout(ARENA_BYTES / 2, 8)) as usize;
+            assert_eq!(rest, small + 64, "cut right after the first");
+            let beyond = heap.alloc(layout(ARENA_BYTES / 2, 8));
+            assert!(!beyond.is_null());
+            let arena = small..small + ARENA_BYTES;
+            assert!(!arena.contains(&(beyond as usize)), "not cut from the arena, which has 64 bytes less");
+            beyond.write_bytes(1, ARENA_BYTES / 2);
         }
     }
 
