@@ -274,7 +274,11 @@ fn on_leaf_oom_exit_stops_main_with_sigterm_and_exits_137() {
     let out = sh(&cg, &["--on-leaf-oom", "exit"], STOPPABLE);
     let took = start.elapsed();
     assert_eq!(code(&out), 137, "{}", stderr(&out));
-    assert!(took < std::time::Duration::from_secs(5), "stopped at once, not after the grace: {took:?}");
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "stopped at once, not after the grace: {took:?}: {}",
+        stderr(&out)
+    );
     assert!(stdout(&out).contains("main got TERM"), "main got SIGTERM first: {}", stdout(&out));
     assert!(!stdout(&out).contains("main woke"), "{}", stdout(&out));
     let r = exit_record(&out.stderr);

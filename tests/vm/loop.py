@@ -43,7 +43,8 @@ def main():
         f"sh -c 'echo $$ > '$d'/cgroup.procs && exec \"$@\"' sh /tests/{a.test} {args} > /tmp/out 2> /tmp/err; rc=$?",
         'echo "@@ RUN $i rc=$rc $(grep -c "\\.\\.\\. ok" /tmp/out) ok"',
         # Call trace lines marked `?` are stack leftovers, not the path.
-        'if [ $rc != 0 ]; then grep -E "FAILED|panicked|assertion" /tmp/out | head -20 | sed "s/^/@@ OUT /"; '
+        # The lines after `panicked at` hold the assertion's message.
+        'if [ $rc != 0 ]; then grep -E -A3 "FAILED|panicked" /tmp/out | grep -v "^ *[0-9]*: \|^ *at " | head -30 | sed "s/^/@@ OUT /"; '
         'tail -n +$((K+1)) /tmp/kmsg | grep -v -E "; \\? " | sed "s/^/@@ KMSG /"; fi',
         "done",
         'echo "@@ DONE"',
