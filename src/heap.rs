@@ -1,5 +1,5 @@
-//! oominit's heap: the system allocator, with every block freed kept for reuse and never given
-//! back to the kernel.
+//! oominit's heap: blocks cut from one arena (beyond it, the system allocator's), every block
+//! freed kept for reuse and never given back to the kernel.
 //!
 //! Why: musl's allocator unmaps a group of blocks once they are all free. The kernel merges
 //! adjacent anonymous mappings, so that group's mapping may be part of a larger one, and the unmap
@@ -18,9 +18,9 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr;
+use std::sync::{Mutex, PoisonError};
 
 use nix::libc;
-use std::sync::{Mutex, PoisonError};
 
 /// The smallest class, 16 bytes: room for a list link, and musl's own alignment.
 const MIN_SHIFT: u32 = 4;
@@ -41,7 +41,6 @@ pub struct KeepingHeap {
 struct FreeLists([*mut u8; CLASSES], Arena);
 
 /// The arena's unused end: `next` up to `end` (both 0 before it is mapped).
-#[derive(Clone, Copy)]
 struct Arena {
     next: usize,
     end: usize,
