@@ -167,7 +167,7 @@ impl Victims {
         self.tracker.entries.retain(|t| decide(t) != Some(Call::Forget));
         self.left = match carried {
             // Still unexplained: kept for the reads that follow.
-            Some((left, at, when)) if named == 0 => Some((left, at, when)),
+            Some(kept) if named == 0 => Some(kept),
             Some(_) => None,
             None => Some(new.saturating_sub(named)).filter(|&l| l > 0).map(|l| (l, reads, Instant::now())),
         };

@@ -42,9 +42,9 @@ def main():
         f"OOMINIT_BIN=/oominit OOMINIT_EXAMPLES=/examples timeout -s KILL 300 "
         f"sh -c 'echo $$ > '$d'/cgroup.procs && exec \"$@\"' sh /tests/{a.test} {args} > /tmp/out 2> /tmp/err; rc=$?",
         'echo "@@ RUN $i rc=$rc $(grep -c "\\.\\.\\. ok" /tmp/out) ok"',
-        # Call trace lines marked `?` are stack leftovers, not the path.
-        # The lines after `panicked at` hold the assertion's message.
-        'if [ $rc != 0 ]; then grep -E -A3 "FAILED|panicked" /tmp/out | grep -v "^ *[0-9]*: \|^ *at " | head -30 | sed "s/^/@@ OUT /"; '
+        # The lines after `panicked at` hold the assertion's message (a record can take several);
+        # backtrace lines are left out. Call trace lines marked `?` are stack leftovers, not the path.
+        'if [ $rc != 0 ]; then grep -E -A8 "FAILED|panicked" /tmp/out | grep -v "^ *[0-9]*: \\|^ *at " | head -40 | sed "s/^/@@ OUT /"; '
         'tail -n +$((K+1)) /tmp/kmsg | grep -v -E "; \\? " | sed "s/^/@@ KMSG /"; fi',
         "done",
         'echo "@@ DONE"',
